@@ -1,0 +1,33 @@
+# Two-command Quick start: `make demo` and `make test`.
+# Both create (or reuse) a local virtual environment in .venv. torch is pinned to the local
+# CPU wheel (2.13.0) for this kind of machine; users on GPUs install any torch>=2.4 themselves.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+TORCH_VERSION ?= 2.13.0
+STAMP := $(VENV)/.longvid-installed
+DEMO_OUT ?= demo_output
+PYTEST_WORKERS ?= 2
+
+.PHONY: demo test venv clean bench
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==$(TORCH_VERSION)
+	$(PY) -m pip install -q -e ".[dev]"
+	@if $(PY) -c "import torchvision" >/dev/null 2>&1; then \
+		echo "torchvision is installed in $(VENV): it breaks beside the CPU torch wheel; removing it"; \
+		$(PY) -m pip uninstall -y -q torchvision; fi
+	touch $(STAMP)
+
+demo: $(STAMP)
+	HF_HUB_OFFLINE=1 $(PY) -m diffusers_longvid.demo --out $(DEMO_OUT)
+
+test: $(STAMP)
+	HF_HUB_OFFLINE=1 $(PY) -m pytest -q -n $(PYTEST_WORKERS) tests
+
+clean:
+	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache

@@ -1,0 +1,60 @@
+"""diffusers-longvid: error-free, minute-to-infinite-length single-shot video generation for diffusers.
+
+Public classes are imported lazily so that ``import diffusers_longvid`` stays cheap and has no side effects.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0.dev0"
+
+# public name -> module (relative to this package) that defines it
+_LAZY_IMPORTS: dict[str, str] = {
+    # schedulers
+    "TRFlowScheduler": "schedulers.scheduling_trflow",
+    "trflow_weights": "schedulers.scheduling_trflow",
+    # pipelines
+    "LongVideoExtensionPipeline": "pipelines.longvideo.pipeline_longvideo_extension",
+    "LongVideoPipelineOutput": "pipelines.longvideo.pipeline_output",
+    # extension model
+    "convert_t2v_to_extension": "extension",
+    "prepare_extension_condition": "extension",
+    "ExtensionCondition": "extension",
+    # attention / KV cache / RoPE
+    "CrossClipKVCache": "attention.kv_cache",
+    "CrossClipKVCacheConfig": "attention.kv_cache",
+    "CrossClipKVAttnProcessor": "attention.processor",
+    "enable_cross_clip_kv_cache": "attention.processor",
+    "disable_cross_clip_kv_cache": "attention.processor",
+    "OffsetWanRotaryPosEmbed": "attention.rope",
+    "enable_rope_offset": "attention.rope",
+    # selection
+    "PromptSimilaritySelector": "selection.selectors",
+    "RecentSelector": "selection.selectors",
+    "KVStoragePlanner": "selection.planner",
+    # evaluation
+    "average_frequency": "evaluation.frequency",
+    # presets
+    "get_preset_path": "presets",
+}
+
+__all__ = sorted(_LAZY_IMPORTS) + ["__version__"]
+
+if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
+    from .schedulers.scheduling_trflow import TRFlowScheduler  # noqa: F401
+
+
+def __getattr__(name: str) -> Any:
+    module_name = _LAZY_IMPORTS.get(name)
+    if module_name is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    module = importlib.import_module(f".{module_name}", __name__)
+    value = getattr(module, name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__

@@ -1,0 +1,1 @@
+"""Sub-commands of the `longvid` CLI; each module exposes `register(subparsers)`."""

