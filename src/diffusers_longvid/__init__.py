@@ -15,6 +15,17 @@ _LAZY_IMPORTS: dict[str, str] = {
     # schedulers
     "TRFlowScheduler": "schedulers.scheduling_trflow",
     "trflow_weights": "schedulers.scheduling_trflow",
+    "TRFlowStepEstimate": "schedulers.scheduling_trflow",
+    "calibrate_tau_low": "schedulers.calibration",
+    "TRFlowCalibrationResult": "schedulers.calibration",
+    "search_matching_value": "schedulers.calibration",
+    # decomposition of the sampler into per-step estimates (paper Figure 2)
+    "decompose_trajectory": "decomposition",
+    "decode_estimates": "decomposition",
+    "decode_latents": "decomposition",
+    "ensemble_estimates": "decomposition",
+    "window_weights": "decomposition",
+    "save_decomposition_grid": "decomposition",
     # pipelines
     "LongVideoExtensionPipeline": "pipelines.longvideo.pipeline_longvideo_extension",
     "LongVideoPipelineOutput": "pipelines.longvideo.pipeline_output",

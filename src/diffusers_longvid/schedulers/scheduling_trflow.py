@@ -10,8 +10,9 @@ the renormalised ensemble. Any pipeline that loops over `scheduler.timesteps` ge
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from diffusers.configuration_utils import ConfigMixin, register_to_config
@@ -98,10 +99,14 @@ class TRFlowScheduler(FlowMatchEulerDiscreteScheduler):
             End of the kept window in the same convention: the paper's τ2. Steps later than this (where most of the
             accumulated over-sharpening comes from) are dropped and never evaluated.
 
-    `tau_low=0, tau_high=1` reproduces `FlowMatchEulerDiscreteScheduler` exactly (to float32 rounding).
+    `tau_low=0, tau_high=1` reproduces `FlowMatchEulerDiscreteScheduler` exactly (every step is its Euler step).
+
+    [`~TRFlowScheduler.from_config`] also accepts the config of the flow-matching `UniPCMultistepScheduler` that the
+    Wan2.1 diffusers checkpoints ship (`use_flow_sigmas=True`, `prediction_type="flow_prediction"`): its `flow_shift`
+    becomes `shift`, so the sigma schedule keeps the checkpoint's shift.
     """
 
-    _compatibles = [FlowMatchEulerDiscreteScheduler.__name__]
+    _compatibles = [FlowMatchEulerDiscreteScheduler.__name__, "UniPCMultistepScheduler"]
     order = 1
 
     @register_to_config
@@ -141,27 +146,61 @@ class TRFlowScheduler(FlowMatchEulerDiscreteScheduler):
             time_shift_type=time_shift_type,
             stochastic_sampling=stochastic_sampling,
         )
-        if not self.is_full_window and (invert_sigmas or stochastic_sampling):
-            raise ValueError(
-                "`invert_sigmas` and `stochastic_sampling` are only supported with the full window "
-                f"(`tau_low=0`, `tau_high=1`), got `tau_low={tau_low}`, `tau_high={tau_high}`."
-            )
+        self._check_window_options()
         # When True, every step's clean estimate is kept in `self.step_estimates` (for the decomposition figure).
         self.keep_estimates: bool = False
         self._reset_ensemble()
         self.weights: torch.Tensor | None = None
         self.full_timesteps: torch.Tensor | None = None
 
+    @classmethod
+    def from_config(cls, config: dict[str, Any] | None = None, return_unused_kwargs: bool = False, **kwargs):
+        r"""
+        Instantiate from a scheduler config, like [`~diffusers.ConfigMixin.from_config`].
+
+        A FlowMatch config is used as is. The config of a flow-matching `UniPCMultistepScheduler` (what
+        `Wan-AI/Wan2.1-*-Diffusers` checkpoints ship) has no `shift` but a `flow_shift`: it is used as `shift`, so
+        `TRFlowScheduler.from_config(pipe.scheduler.config, tau_low=0.3, tau_high=0.7)` keeps the checkpoint's schedule
+        shift instead of silently falling back to `shift=1.0`. A config with a non-flow `prediction_type` is refused.
+
+        Args:
+            config (`dict`): A scheduler config, e.g. `pipe.scheduler.config`.
+            return_unused_kwargs (`bool`, *optional*, defaults to `False`): As in `ConfigMixin.from_config`.
+            kwargs: Overrides of config values, e.g. `tau_low=0.3, tau_high=0.7`.
+        """
+        if isinstance(config, dict):
+            prediction_type = config.get("prediction_type", "flow_prediction")
+            if prediction_type != "flow_prediction":
+                raise ValueError(
+                    f"`TRFlowScheduler` needs a flow-matching (velocity) model, but the config has "
+                    f"`prediction_type={prediction_type!r}`; only `'flow_prediction'` configs can be converted."
+                )
+            if "shift" not in config and "shift" not in kwargs and config.get("flow_shift") is not None:
+                logger.info(
+                    f"Using `flow_shift={config['flow_shift']}` of the {config.get('_class_name')} config as `shift`."
+                )
+                config = {**config, "shift": float(config["flow_shift"])}
+                # the key was in the source config: do not treat the injected value as a default
+                config["_use_default_values"] = [k for k in config.get("_use_default_values", []) if k != "shift"]
+        return super().from_config(config, return_unused_kwargs=return_unused_kwargs, **kwargs)
+
     # ------------------------------------------------------------------ window
     @staticmethod
     def _validate_window(tau_low: float, tau_high: float) -> None:
         for name, value in (("tau_low", tau_low), ("tau_high", tau_high)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
+            if isinstance(value, bool) or not isinstance(value, numbers.Real):
                 raise TypeError(f"`{name}` must be a float in [0, 1], got {type(value).__name__}.")
         if not (0.0 <= tau_low < tau_high <= 1.0):
             raise ValueError(
                 f"The T-RFlow window must satisfy 0 <= `tau_low` < `tau_high` <= 1, got `tau_low={tau_low}`, "
                 f"`tau_high={tau_high}` (fractions of the denoising trajectory, 0 = pure noise, 1 = clean)."
+            )
+
+    def _check_window_options(self) -> None:
+        if not self.is_full_window and (self.config.invert_sigmas or self.config.stochastic_sampling):
+            raise ValueError(
+                "`invert_sigmas` and `stochastic_sampling` are only supported with the full window "
+                f"(`tau_low=0`, `tau_high=1`), got `tau_low={self.config.tau_low}`, `tau_high={self.config.tau_high}`."
             )
 
     @property
@@ -184,6 +223,9 @@ class TRFlowScheduler(FlowMatchEulerDiscreteScheduler):
         self._sigma_start: float | None = None
         self._weighted_velocity: torch.Tensor | None = None
         self._weight_sum: float = 0.0
+        # what the last `step()` returned, and the sum of the changes the pipeline made to it before the next call
+        self._last_prev_sample: torch.Tensor | None = None
+        self._edits: torch.Tensor | None = None
         self.step_estimates: list[TRFlowStepEstimate] = []
 
     # --------------------------------------------------------------- schedule
@@ -208,7 +250,10 @@ class TRFlowScheduler(FlowMatchEulerDiscreteScheduler):
             timesteps (`list[float]`, *optional*): Custom timesteps.
         """
         self._validate_window(self.config.tau_low, self.config.tau_high)
-        super().set_timesteps(num_inference_steps=num_inference_steps, device=device, sigmas=sigmas, mu=mu, timesteps=timesteps)
+        self._check_window_options()
+        super().set_timesteps(
+            num_inference_steps=num_inference_steps, device=device, sigmas=sigmas, mu=mu, timesteps=timesteps
+        )
         self._reset_ensemble()
         self.full_timesteps = self.timesteps
         sigma_lo, sigma_hi = self.sigma_window
@@ -251,11 +296,18 @@ class TRFlowScheduler(FlowMatchEulerDiscreteScheduler):
         """
         One Euler step; at the last evaluated step, returns the renormalised T-RFlow ensemble instead.
 
+        With the full window `[0, 1]` every step, the last included, is the parent's Euler step, so the scheduler is
+        exactly `FlowMatchEulerDiscreteScheduler`. Otherwise the last evaluated step returns
+        `x_start + edits - sigma_0 * sum_i w_i v_i / sum_i w_i`, where `edits` is the sum of the changes the pipeline
+        made to the latents between steps (zero for stock pipelines; non-zero e.g. for replacement conditioning), so
+        such edits are carried into the result exactly as Euler would carry them.
+
         Args:
             model_output (`torch.FloatTensor`): The velocity predicted by the model.
             timestep (`float` or `torch.FloatTensor`): One of `scheduler.timesteps`.
             sample (`torch.FloatTensor`): The current sample `x_sigma`.
-            s_churn, s_tmin, s_tmax, s_noise: Unused (kept for signature compatibility).
+            s_churn (`float`), s_tmin (`float`), s_tmax (`float`), s_noise (`float`):
+                Passed to the parent step (which does not use them; kept for signature compatibility).
             generator (`torch.Generator`, *optional*): Used only by stochastic sampling.
             per_token_timesteps (`torch.Tensor`, *optional*): Per-token timesteps (only with the full window).
             return_dict (`bool`, defaults to `True`): Return a `FlowMatchEulerDiscreteSchedulerOutput` or a tuple.
@@ -268,14 +320,19 @@ class TRFlowScheduler(FlowMatchEulerDiscreteScheduler):
             self._init_step_index(timestep)
         index = self.step_index
 
+        sample_f32 = sample.detach().to(torch.float32)
+        velocity = model_output.detach().to(torch.float32)
         if self._x_start is None:
             # x_start is the sample seen at the first step after `set_timesteps`
-            self._x_start = sample.detach().to(torch.float32).clone()
+            self._x_start = sample_f32.clone()
             self._sigma_start = float(self.sigmas[index])
             self._weighted_velocity = torch.zeros_like(self._x_start)
+            self._edits = torch.zeros_like(self._x_start)
+        elif self._last_prev_sample is not None:
+            # exactly zero unless the pipeline changed the latents between two steps
+            self._edits.add_(sample_f32 - self._last_prev_sample)
 
         weight = float(self.weights[index])
-        velocity = model_output.to(torch.float32)
         if weight > 0:
             self._weighted_velocity.add_(velocity, alpha=weight)
             self._weight_sum += weight
@@ -289,9 +346,9 @@ class TRFlowScheduler(FlowMatchEulerDiscreteScheduler):
                 )
             )
 
-        is_last = index == len(self.full_timesteps) - 1 or index >= len(self.timesteps) - 1
-        if not is_last or (self.is_full_window and per_token_timesteps is not None):
-            return super().step(
+        is_last = index >= len(self.timesteps) - 1
+        if self.is_full_window or not is_last:
+            output = super().step(
                 model_output,
                 timestep,
                 sample,
@@ -303,13 +360,14 @@ class TRFlowScheduler(FlowMatchEulerDiscreteScheduler):
                 per_token_timesteps=per_token_timesteps,
                 return_dict=return_dict,
             )
-        if self.config.stochastic_sampling:
-            # Full window with stochastic sampling: the last step is the plain (stochastic) Euler step.
-            return super().step(model_output, timestep, sample, generator=generator, return_dict=return_dict)
+            prev_sample = output.prev_sample if return_dict else output[0]
+            self._last_prev_sample = prev_sample.detach().to(torch.float32)
+            return output
 
-        # sum_i w_i * x~_i / sum_i w_i, with x~_i = x_start - sigma_0 * v_i
-        ensemble = self._x_start - self._sigma_start * self._weighted_velocity / self._weight_sum
+        # sum_i w_i * x~_i / sum_i w_i, with x~_i = x_start - sigma_0 * v_i (plus the pipeline's edits, if any)
+        ensemble = self._x_start + self._edits - self._sigma_start * self._weighted_velocity / self._weight_sum
         prev_sample = ensemble.to(model_output.dtype)
+        self._last_prev_sample = None
         self._step_index += 1
         if not return_dict:
             return (prev_sample,)
