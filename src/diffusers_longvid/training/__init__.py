@@ -1,1 +1,56 @@
+"""Training data and trainers for the two stages (extension fine-tune, causal-KV LoRA fine-tune).
 
+Names are imported lazily, so `import diffusers_longvid.training` stays cheap.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+# public name -> module (relative to this package) that defines it
+_LAZY_IMPORTS: dict[str, str] = {
+    # manifest
+    "ClipRecord": "manifest",
+    "ManifestError": "manifest",
+    "VideoInfo": "manifest",
+    "VideoRecord": "manifest",
+    "load_manifest": "manifest",
+    "probe_video": "manifest",
+    "write_manifest": "manifest",
+    # pixel datasets
+    "LongVideoDataset": "datasets",
+    "ShortClipDataset": "datasets",
+    "VideoDecodeError": "datasets",
+    "collate_video_batch": "datasets",
+    "is_valid_num_frames": "datasets",
+    "largest_valid_num_frames": "datasets",
+    "read_video_frames": "datasets",
+    "resize_center_crop": "datasets",
+    "source_frame_indices": "datasets",
+    # latent cache
+    "CachedLongVideoDataset": "latent_cache",
+    "CachedShortClipDataset": "latent_cache",
+    "LatentCacheSummary": "latent_cache",
+    "cache_latents": "latent_cache",
+    "denormalize_latents": "latent_cache",
+    "encode_prompts": "latent_cache",
+    "encode_video_latents": "latent_cache",
+    "load_cache_index": "latent_cache",
+    "normalize_latents": "latent_cache",
+}
+
+__all__ = sorted(_LAZY_IMPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module_name = _LAZY_IMPORTS.get(name)
+    if module_name is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module_name}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__
