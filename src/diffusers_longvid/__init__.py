@@ -47,6 +47,20 @@ _LAZY_IMPORTS: dict[str, str] = {
     "KVStoragePlanner": "selection.planner",
     # evaluation
     "average_frequency": "evaluation.frequency",
+    "evaluate_video": "evaluation.evaluate",
+    "EvalResult": "evaluation.evaluate",
+    "EvalSuiteResult": "evaluation.evaluate",
+    "write_eval_report": "evaluation.report",
+    "OfflineBackend": "evaluation.offline",
+    "ReferenceBackend": "evaluation.reference",
+    "MissingEvaluationWeightsError": "evaluation.reference",
+    # training data
+    "load_manifest": "training.manifest",
+    "ShortClipDataset": "training.datasets",
+    "LongVideoDataset": "training.datasets",
+    "CachedShortClipDataset": "training.latent_cache",
+    "CachedLongVideoDataset": "training.latent_cache",
+    "cache_latents": "training.latent_cache",
     # presets
     "get_preset_path": "presets",
 }
