@@ -338,7 +338,12 @@ def test_few_steps_in_window_logs_a_warning(caplog):
     scheduler.set_timesteps(4)
     assert "holds only 1 of 4 steps" in caplog.text
     caplog.clear()
+    scheduler.set_timesteps(4)  # same schedule again (e.g. the next clip of a long video): warned once only
+    assert "holds only" not in caplog.text
     scheduler.set_timesteps(30)
+    assert "holds only" not in caplog.text
+    caplog.clear()
+    TRFlowScheduler(shift=5.0, tau_low=0.0, tau_high=1.0).set_timesteps(2)  # the full window is plain Euler
     assert "holds only" not in caplog.text
 
 

@@ -29,6 +29,8 @@ _LAZY_IMPORTS: dict[str, str] = {
     # pipelines
     "LongVideoExtensionPipeline": "pipelines.longvideo.pipeline_longvideo_extension",
     "LongVideoPipelineOutput": "pipelines.longvideo.pipeline_output",
+    "LongVideoClip": "pipelines.longvideo.pipeline_output",
+    "StreamingVideoWriter": "video_io",
     # extension model
     "convert_t2v_to_extension": "extension",
     "prepare_extension_condition": "extension",

@@ -1,1 +1,27 @@
+"""Pipelines of diffusers-longvid (imported lazily)."""
 
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_LAZY_IMPORTS = {
+    "LongVideoExtensionPipeline": "longvideo.pipeline_longvideo_extension",
+    "LongVideoClip": "longvideo.pipeline_output",
+    "LongVideoPipelineOutput": "longvideo.pipeline_output",
+}
+
+__all__ = sorted(_LAZY_IMPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module_name = _LAZY_IMPORTS.get(name)
+    if module_name is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module_name}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__

@@ -265,7 +265,10 @@ class TRFlowScheduler(FlowMatchEulerDiscreteScheduler):
                 f"(sigma in [{sigma_lo:.4f}, {sigma_hi:.4f}]) holds no step of the schedule "
                 f"(sigma from {float(self.sigmas[0]):.4f} to 0). Widen the window."
             )
-        if len(positive) < 3:
+        warning_key = (len(self.weights), float(self.config.tau_low), float(self.config.tau_high), float(self.shift))
+        if len(positive) < 3 and not self.is_full_window and warning_key != getattr(self, "_warned_for", None):
+            # once per schedule: a long video calls `set_timesteps` once per clip
+            self._warned_for = warning_key
             logger.warning(
                 f"The T-RFlow window `tau_low={self.config.tau_low}`, `tau_high={self.config.tau_high}` holds only "
                 f"{len(positive)} of {len(self.weights)} steps (shift={self.shift}); the ensemble will be coarse. "

@@ -1,0 +1,1295 @@
+# Copyright 2026 The diffusers-longvid contributors. Licensed under the Apache License, Version 2.0.
+"""`LongVideoExtensionPipeline`: clip-by-clip long video generation with Wan2.1 (paper §3.3, DESIGN §2-3)."""
+
+from __future__ import annotations
+
+import numbers
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import ExitStack, nullcontext
+from typing import Any
+
+import numpy as np
+import PIL.Image
+import torch
+from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
+from diffusers.loaders import WanLoraLoaderMixin
+from diffusers.models import AutoencoderKLWan, WanTransformer3DModel
+
+# diffusers' loader looks for the base classes as attributes of the module named in `model_index.json`:
+# `DiffusionPipeline` must be importable from this module by name.
+from diffusers.pipelines.pipeline_utils import DiffusionPipeline
+from diffusers.pipelines.wan.pipeline_wan import prompt_clean
+from diffusers.schedulers.scheduling_utils import SchedulerMixin
+from diffusers.utils import is_torch_xla_available, logging, replace_example_docstring
+from diffusers.utils.torch_utils import get_module_execution_device, randn_tensor
+from diffusers.video_processor import VideoProcessor
+from tqdm.auto import tqdm
+from transformers import AutoTokenizer, PreTrainedModel
+
+from ...attention.rope import rope_frame_offset
+from ...extension import denormalize_latents, num_latent_frames, prepare_extension_condition
+from .pipeline_output import LongVideoClip, LongVideoPipelineOutput
+
+if is_torch_xla_available():
+    import torch_xla.core.xla_model as xm
+
+    XLA_AVAILABLE = True
+else:
+    XLA_AVAILABLE = False
+
+logger = logging.get_logger(__name__)  # pylint: disable=invalid-name
+
+__all__ = ["LongVideoExtensionPipeline"]
+
+EXAMPLE_DOC_STRING = """
+    Examples:
+        ```python
+        >>> import torch
+        >>> from diffusers import AutoencoderKLWan
+        >>> from diffusers_longvid import LongVideoExtensionPipeline, TRFlowScheduler
+        >>> from diffusers_longvid.video_io import StreamingVideoWriter
+
+        >>> # A stock Wan2.1 T2V checkpoint runs in the training-free "replacement" mode (16 input channels);
+        >>> # an extension checkpoint (36 input channels) runs in the concatenation mode.
+        >>> model_id = "Wan-AI/Wan2.1-T2V-1.3B-Diffusers"
+        >>> vae = AutoencoderKLWan.from_pretrained(model_id, subfolder="vae", torch_dtype=torch.float32)
+        >>> pipe = LongVideoExtensionPipeline.from_pretrained(
+        ...     model_id, vae=vae, torch_dtype=torch.bfloat16, kv_cache_clips=0
+        ... )
+        >>> pipe.scheduler = TRFlowScheduler.from_config(pipe.scheduler.config, tau_low=0.3, tau_high=0.7)
+        >>> pipe.to("cuda")
+
+        >>> # a list of prompts is a *script*: one prompt per clip (not a batch)
+        >>> prompts = [
+        ...     "A red fox trots through fresh snow in a birch forest, morning light.",
+        ...     "The fox stops, lifts its head and listens, snow falling softly.",
+        ...     "The fox pounces into the snow and comes up with snow on its nose.",
+        ... ]
+        >>> with StreamingVideoWriter("fox.mp4", fps=16) as writer:
+        ...     for clip in pipe.generate_clips(prompts, height=480, width=832, num_frames=81, num_condition_frames=5):
+        ...         writer.append(clip.frames[0])  # each clip is on disk as soon as it is done
+        ```
+"""
+
+_OUTPUT_TYPES = ("np", "pil", "pt", "latent")
+
+
+class LongVideoExtensionPipeline(DiffusionPipeline, WanLoraLoaderMixin):
+    r"""
+    Pipeline for long (minute-to-unbounded length) single-shot video generation with Wan2.1, clip by clip.
+
+    Each clip is conditioned on its own prompt, on the last `num_condition_frames` frames of the previous clip and,
+    when the cross-clip KV cache is on, on the keys/values of selected history clips. The RoPE temporal positions of
+    clip `n` start at its global latent index, so positions keep growing along the video (no limit at
+    `rope_max_seq_len`). The conditioning mode follows `transformer.config.in_channels`:
+
+    - **36** (an extension model, see [`~diffusers_longvid.convert_t2v_to_extension`]): the transformer input is
+      `[noisy latent | mask | condition latent]`, the Wan2.1-I2V layout.
+    - **16** (a stock T2V model, training-free): replacement conditioning — before each step the known latent frames of
+      `x_sigma` are set to `(1 - sigma) c + sigma eps` (`eps` fixed per clip) and `c` is written into the result.
+
+    This model inherits from [`DiffusionPipeline`]. Check the superclass documentation for the generic methods
+    implemented for all pipelines (downloading, saving, running on a particular device, etc.).
+
+    Args:
+        tokenizer ([`T5Tokenizer`]):
+            Tokenizer of the text encoder, [google/umt5-xxl](https://huggingface.co/google/umt5-xxl) for Wan2.1.
+        text_encoder ([`UMT5EncoderModel`]):
+            Text encoder; its `last_hidden_state` (zero-padded to `max_sequence_length`) conditions the transformer.
+        vae ([`AutoencoderKLWan`]):
+            Variational Auto-Encoder (VAE) Model to encode and decode videos to and from latent representations.
+        scheduler ([`SchedulerMixin`]):
+            A flow-matching scheduler. The default (and what `save_pretrained` writes for pipelines built by this
+            package) is [`~diffusers_longvid.TRFlowScheduler`]; any scheduler with `timesteps` and `sigmas` such as
+            `FlowMatchEulerDiscreteScheduler` or Wan's `UniPCMultistepScheduler` works.
+        transformer ([`WanTransformer3DModel`]):
+            The denoiser: 36 input channels (extension model) or 16 (stock T2V, replacement conditioning).
+        kv_cache_clips (`int`, *optional*, defaults to 5):
+            History clips each clip attends through the cross-clip KV cache (the paper's 5). `0` turns the cache off.
+        max_cached_clips (`int`, *optional*):
+            Most history clips whose K/V are held at once (constant memory in video length). Defaults to
+            `kv_cache_clips`.
+        clip_selector (`ClipSelector` or `dict`, *optional*):
+            How history clips are selected: a selector from `diffusers_longvid.selection` (e.g.
+            `PromptSimilaritySelector()`, `RecentSelector()`) or its `to_config()` dict. Its config is saved with the
+            pipeline. `None` uses the memory's default, prompt similarity with the offline all-MiniLM-L6-v2.
+        kv_cache_config (`CrossClipKVCacheConfig` or `dict`, *optional*):
+            Options of the KV cache (cached blocks, `record_mode`, frame subsampling, CPU offload), saved with the
+            pipeline. `None` uses `CrossClipKVCacheConfig()` (latter half of the blocks, clean recording).
+        condition_fill (`str`, *optional*, defaults to `"vae"`):
+            How the unknown frames of the condition latent are filled: `"vae"` (VAE encoding of the zero-padded video,
+            Wan2.1-I2V) or `"zeros"` (for models trained on cached latents, see
+            [`~diffusers_longvid.extension.prepare_extension_condition_from_latents`]).
+    """
+
+    model_cpu_offload_seq = "text_encoder->transformer->vae"
+    _callback_tensor_inputs = ["latents", "prompt_embeds", "negative_prompt_embeds"]
+    _optional_components = []
+
+    def __init__(
+        self,
+        tokenizer: AutoTokenizer,
+        text_encoder: PreTrainedModel,
+        vae: AutoencoderKLWan,
+        scheduler: SchedulerMixin,
+        transformer: WanTransformer3DModel,
+        kv_cache_clips: int = 5,
+        max_cached_clips: int | None = None,
+        clip_selector: Any = None,
+        kv_cache_config: Any = None,
+        condition_fill: str = "vae",
+    ):
+        super().__init__()
+        if condition_fill not in ("vae", "zeros"):
+            raise ValueError(f"`condition_fill` must be one of ['vae', 'zeros'], got {condition_fill!r}.")
+        # selector objects are kept as given (a loaded sentence model is not rebuilt); the config holds their settings
+        self._clip_selector = None if clip_selector is None or isinstance(clip_selector, dict) else clip_selector
+        if self._clip_selector is not None:
+            if not hasattr(clip_selector, "to_config"):
+                raise TypeError(
+                    "`clip_selector` must be a selector from `diffusers_longvid.selection` or its `to_config()` "
+                    f"dict, got {type(clip_selector).__name__}."
+                )
+            clip_selector = clip_selector.to_config()
+        if kv_cache_config is not None and not isinstance(kv_cache_config, dict):
+            if not hasattr(kv_cache_config, "to_dict"):
+                raise TypeError(
+                    "`kv_cache_config` must be a `CrossClipKVCacheConfig` or its `to_dict()`, got "
+                    f"{type(kv_cache_config).__name__}."
+                )
+            kv_cache_config = kv_cache_config.to_dict()
+
+        self.register_modules(
+            vae=vae,
+            text_encoder=text_encoder,
+            tokenizer=tokenizer,
+            transformer=transformer,
+            scheduler=scheduler,
+        )
+        self.register_to_config(
+            kv_cache_clips=kv_cache_clips,
+            max_cached_clips=max_cached_clips,
+            clip_selector=clip_selector,
+            kv_cache_config=kv_cache_config,
+            condition_fill=condition_fill,
+        )
+        self.vae_scale_factor_temporal = self.vae.config.scale_factor_temporal if getattr(self, "vae", None) else 4
+        self.vae_scale_factor_spatial = self.vae.config.scale_factor_spatial if getattr(self, "vae", None) else 8
+        self.video_processor = VideoProcessor(vae_scale_factor=self.vae_scale_factor_spatial)
+        # Builds the cross-clip memory; `None` -> `diffusers_longvid.attention.memory.ClipMemory`. Tests inject fakes.
+        self._clip_memory_factory: Callable[..., Any] | None = None
+        self._current_clip_index: int | None = None
+
+    # Copied from diffusers.pipelines.wan.pipeline_wan.WanPipeline._get_t5_prompt_embeds
+    def _get_t5_prompt_embeds(
+        self,
+        prompt: str | list[str] = None,
+        num_videos_per_prompt: int = 1,
+        max_sequence_length: int = 226,
+        device: torch.device | None = None,
+        dtype: torch.dtype | None = None,
+    ):
+        device = device or self._execution_device
+        dtype = dtype or self.text_encoder.dtype
+
+        prompt = [prompt] if isinstance(prompt, str) else prompt
+        prompt = [prompt_clean(u) for u in prompt]
+        batch_size = len(prompt)
+
+        text_inputs = self.tokenizer(
+            prompt,
+            padding="max_length",
+            max_length=max_sequence_length,
+            truncation=True,
+            add_special_tokens=True,
+            return_attention_mask=True,
+            return_tensors="pt",
+        )
+        text_input_ids, mask = text_inputs.input_ids, text_inputs.attention_mask
+        seq_lens = mask.gt(0).sum(dim=1).long()
+
+        model_device = get_module_execution_device(self.text_encoder)
+        prompt_embeds = self.text_encoder(text_input_ids.to(model_device), mask.to(model_device)).last_hidden_state
+        prompt_embeds = prompt_embeds.to(dtype=dtype, device=device)
+        prompt_embeds = [u[:v] for u, v in zip(prompt_embeds, seq_lens)]
+        prompt_embeds = torch.stack(
+            [torch.cat([u, u.new_zeros(max_sequence_length - u.size(0), u.size(1))]) for u in prompt_embeds], dim=0
+        )
+
+        # duplicate text embeddings for each generation per prompt, using mps friendly method
+        _, seq_len, _ = prompt_embeds.shape
+        prompt_embeds = prompt_embeds.repeat(1, num_videos_per_prompt, 1)
+        prompt_embeds = prompt_embeds.view(batch_size * num_videos_per_prompt, seq_len, -1)
+
+        return prompt_embeds
+
+    def encode_prompt(
+        self,
+        prompt: str | list[str],
+        negative_prompt: str | list[str] | None = None,
+        do_classifier_free_guidance: bool = True,
+        num_videos_per_prompt: int = 1,
+        prompt_embeds: torch.Tensor | None = None,
+        negative_prompt_embeds: torch.Tensor | None = None,
+        max_sequence_length: int = 226,
+        device: torch.device | None = None,
+        dtype: torch.dtype | None = None,
+    ):
+        r"""
+        Encodes the prompt into text encoder hidden states (as [`~diffusers.WanPipeline.encode_prompt`]). The
+        pipeline calls it once per clip, with that clip's prompt, when the clip starts.
+
+        Args:
+            prompt (`str` or `list[str]`, *optional*):
+                prompt to be encoded
+            negative_prompt (`str` or `list[str]`, *optional*):
+                The prompt or prompts not to guide the video generation. Ignored when not using guidance (i.e., ignored
+                if `guidance_scale` is less than `1`).
+            do_classifier_free_guidance (`bool`, *optional*, defaults to `True`):
+                Whether to use classifier free guidance or not.
+            num_videos_per_prompt (`int`, *optional*, defaults to 1):
+                Number of videos that should be generated per prompt.
+            prompt_embeds (`torch.Tensor`, *optional*):
+                Pre-generated text embeddings. If not provided, text embeddings will be generated from `prompt`.
+            negative_prompt_embeds (`torch.Tensor`, *optional*):
+                Pre-generated negative text embeddings. If not provided, they are generated from `negative_prompt`.
+            max_sequence_length (`int`, *optional*, defaults to 226):
+                Tokens per prompt; embeddings are zero-padded to this length.
+            device: (`torch.device`, *optional*):
+                torch device
+            dtype: (`torch.dtype`, *optional*):
+                torch dtype
+        """
+        device = device or self._execution_device
+
+        prompt = [prompt] if isinstance(prompt, str) else prompt
+        if prompt is not None:
+            batch_size = len(prompt)
+        else:
+            batch_size = prompt_embeds.shape[0]
+
+        if prompt_embeds is None:
+            prompt_embeds = self._get_t5_prompt_embeds(
+                prompt=prompt,
+                num_videos_per_prompt=num_videos_per_prompt,
+                max_sequence_length=max_sequence_length,
+                device=device,
+                dtype=dtype,
+            )
+
+        if do_classifier_free_guidance and negative_prompt_embeds is None:
+            negative_prompt = negative_prompt or ""
+            negative_prompt = batch_size * [negative_prompt] if isinstance(negative_prompt, str) else negative_prompt
+
+            if prompt is not None and type(prompt) is not type(negative_prompt):
+                raise TypeError(
+                    f"`negative_prompt` should be the same type to `prompt`, but got {type(negative_prompt)} !="
+                    f" {type(prompt)}."
+                )
+            elif batch_size != len(negative_prompt):
+                raise ValueError(
+                    f"`negative_prompt`: {negative_prompt} has batch size {len(negative_prompt)}, but `prompt`:"
+                    f" {prompt} has batch size {batch_size}. Please make sure that passed `negative_prompt` matches"
+                    " the batch size of `prompt`."
+                )
+
+            negative_prompt_embeds = self._get_t5_prompt_embeds(
+                prompt=negative_prompt,
+                num_videos_per_prompt=num_videos_per_prompt,
+                max_sequence_length=max_sequence_length,
+                device=device,
+                dtype=dtype,
+            )
+
+        return prompt_embeds, negative_prompt_embeds
+
+    def check_inputs(
+        self,
+        prompt,
+        negative_prompt,
+        num_clips,
+        height,
+        width,
+        num_frames,
+        num_condition_frames,
+        num_inference_steps,
+        guidance_scale,
+        num_videos_per_prompt,
+        generator,
+        latents,
+        image,
+        video,
+        output_type,
+        callback_on_step_end,
+        callback_on_step_end_tensor_inputs,
+        callback_on_clip_end,
+        max_sequence_length,
+        kv_cache_clips,
+        max_cached_clips,
+        allow_prompt_iterator: bool = False,
+    ) -> list[str] | None:
+        """Validate every argument before any model work. Returns the per-clip prompts (`None` for an iterator)."""
+
+        def _is_int(value) -> bool:
+            return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+        # prompts: a str (repeated `num_clips` times) or a list = one prompt per clip
+        prompts: list[str] | None
+        if num_clips is not None and (not _is_int(num_clips) or num_clips < 1):
+            raise ValueError(f"`num_clips` must be a positive int, got {num_clips!r}.")
+        if isinstance(prompt, str):
+            prompts = [prompt] * (int(num_clips) if num_clips is not None else 1)
+        elif isinstance(prompt, (list, tuple)):
+            if len(prompt) == 0:
+                raise ValueError("`prompt` is an empty list: pass one prompt per clip (at least one).")
+            bad = [type(p).__name__ for p in prompt if not isinstance(p, str)]
+            if bad:
+                raise TypeError(
+                    f"`prompt` must be a str or a list of str (one per clip), got a list holding {bad[0]}."
+                )
+            if num_clips is not None and num_clips != len(prompt):
+                raise ValueError(
+                    f"`num_clips={num_clips}` disagrees with `prompt`, a list of {len(prompt)} prompts (one per "
+                    "clip). Pass `num_clips=None` with a list, or a single str prompt with `num_clips`."
+                )
+            prompts = list(prompt)
+        elif allow_prompt_iterator and isinstance(prompt, Iterable) and not isinstance(prompt, (bytes, dict)):
+            if num_clips is not None:
+                raise ValueError(
+                    "`num_clips` must be `None` when `prompt` is an iterator (the iterator sets the length)."
+                )
+            prompts = None
+        elif prompt is None:
+            raise ValueError("`prompt` is required: a str (with `num_clips`) or a list of str, one per clip.")
+        else:
+            accepted = "a str, a list of str" + (" or an iterable of str" if allow_prompt_iterator else "")
+            raise TypeError(f"`prompt` must be {accepted}, got {type(prompt).__name__}.")
+
+        if negative_prompt is not None:
+            if isinstance(negative_prompt, (list, tuple)):
+                if prompts is None:
+                    raise ValueError("`negative_prompt` must be a str when `prompt` is an iterator.")
+                if not all(isinstance(p, str) for p in negative_prompt):
+                    raise TypeError("`negative_prompt` must be a str or a list of str (one per clip).")
+                if len(negative_prompt) != len(prompts):
+                    raise ValueError(
+                        f"`negative_prompt` is a list of {len(negative_prompt)} but there are {len(prompts)} clips; "
+                        "pass one str for all clips or one per clip."
+                    )
+            elif not isinstance(negative_prompt, str):
+                raise TypeError(
+                    f"`negative_prompt` must be a str or a list of str, got {type(negative_prompt).__name__}."
+                )
+
+        for name, value in (("height", height), ("width", width), ("num_frames", num_frames)):
+            if not _is_int(value) or value < 1:
+                raise TypeError(f"`{name}` must be a positive int, got {value!r}.")
+        if not _is_int(num_condition_frames):
+            raise TypeError(f"`num_condition_frames` must be an int, got {num_condition_frames!r}.")
+        if not _is_int(num_inference_steps) or num_inference_steps < 1:
+            raise ValueError(f"`num_inference_steps` must be a positive int, got {num_inference_steps!r}.")
+        if isinstance(guidance_scale, bool) or not isinstance(guidance_scale, numbers.Real):
+            raise TypeError(f"`guidance_scale` must be a float, got {type(guidance_scale).__name__}.")
+        if not _is_int(num_videos_per_prompt) or num_videos_per_prompt < 1:
+            raise ValueError(f"`num_videos_per_prompt` must be a positive int, got {num_videos_per_prompt!r}.")
+        if not _is_int(max_sequence_length) or max_sequence_length < 1:
+            raise ValueError(f"`max_sequence_length` must be a positive int, got {max_sequence_length!r}.")
+
+        scale_t = self.vae_scale_factor_temporal
+        if (num_frames - 1) % scale_t != 0:
+            raise ValueError(
+                f"`num_frames` must be {scale_t}k+1 (e.g. {1 + 4 * scale_t}, 81), got {num_frames}; the causal VAE "
+                "maps 1 + 4k pixel frames to 1 + k latent frames."
+            )
+        if num_condition_frames < 1 or (num_condition_frames - 1) % scale_t != 0:
+            raise ValueError(
+                f"`num_condition_frames` must be 1 + {scale_t}j (1, {1 + scale_t}, {1 + 2 * scale_t}, ...), "
+                f"got {num_condition_frames}."
+            )
+        if num_condition_frames >= num_frames:
+            raise ValueError(
+                f"`num_condition_frames` ({num_condition_frames}) must be smaller than `num_frames` ({num_frames}): "
+                "every clip must add new frames."
+            )
+        patch_size = self.transformer.config.patch_size
+        h_multiple, w_multiple = (
+            self.vae_scale_factor_spatial * patch_size[1],
+            self.vae_scale_factor_spatial * patch_size[2],
+        )
+        if height % h_multiple != 0 or width % w_multiple != 0:
+            raise ValueError(
+                f"`height` and `width` must be divisible by {h_multiple} and {w_multiple} (VAE scale "
+                f"{self.vae_scale_factor_spatial} x patch {tuple(patch_size[1:])}), got {height} and {width}."
+            )
+        latent_stride = num_latent_frames(num_frames, scale_t) - num_latent_frames(num_condition_frames, scale_t)
+        if latent_stride % patch_size[0] != 0:
+            raise ValueError(
+                f"`num_frames` - `num_condition_frames` must advance a whole number of temporal patches "
+                f"({patch_size[0]} latent frames), got {latent_stride} latent frames."
+            )
+
+        if image is not None and video is not None:
+            raise ValueError("Pass either `image` (image-to-long-video) or `video` (video continuation), not both.")
+        if image is not None and not (
+            isinstance(image, (PIL.Image.Image, np.ndarray, torch.Tensor))
+            or (isinstance(image, list) and len(image) > 0 and all(isinstance(i, PIL.Image.Image) for i in image))
+        ):
+            raise TypeError(
+                f"`image` must be a PIL image, a np.ndarray or a torch.Tensor, got {type(image).__name__}."
+            )
+        if video is not None and not (
+            isinstance(video, (np.ndarray, torch.Tensor))
+            or (
+                isinstance(video, list)
+                and len(video) > 0
+                and isinstance(video[0], (PIL.Image.Image, np.ndarray, torch.Tensor, list))
+            )
+        ):
+            raise TypeError(
+                f"`video` must be a list of PIL images, a np.ndarray or a torch.Tensor, got {type(video).__name__}."
+            )
+
+        if output_type not in _OUTPUT_TYPES:
+            raise ValueError(f"`output_type` must be one of {list(_OUTPUT_TYPES)}, got {output_type!r}.")
+
+        batch_size = int(num_videos_per_prompt)
+        if isinstance(generator, list):
+            if len(generator) != batch_size:
+                raise ValueError(
+                    f"`generator` is a list of {len(generator)} generators but the batch size "
+                    f"(`num_videos_per_prompt`) is {batch_size}."
+                )
+        elif generator is not None and not isinstance(generator, torch.Generator):
+            raise TypeError(
+                f"`generator` must be a torch.Generator or a list of them, got {type(generator).__name__}."
+            )
+
+        if latents is not None:
+            if not isinstance(latents, torch.Tensor):
+                raise TypeError(f"`latents` must be a torch.Tensor, got {type(latents).__name__}.")
+            expected = (
+                batch_size,
+                self.vae.config.z_dim,
+                num_latent_frames(num_frames, scale_t),
+                height // self.vae_scale_factor_spatial,
+                width // self.vae_scale_factor_spatial,
+            )
+            if tuple(latents.shape) != expected:
+                raise ValueError(
+                    f"`latents` (the first clip's noise) must have shape {expected}, got {tuple(latents.shape)}."
+                )
+
+        if callback_on_step_end is not None and not callable(callback_on_step_end):
+            raise TypeError("`callback_on_step_end` must be callable.")
+        if callback_on_step_end_tensor_inputs is not None and not all(
+            k in self._callback_tensor_inputs for k in callback_on_step_end_tensor_inputs
+        ):
+            raise ValueError(
+                f"`callback_on_step_end_tensor_inputs` has to be in {self._callback_tensor_inputs}, but found "
+                f"{[k for k in callback_on_step_end_tensor_inputs if k not in self._callback_tensor_inputs]}"
+            )
+        if callback_on_clip_end is not None and not callable(callback_on_clip_end):
+            raise TypeError(
+                "`callback_on_clip_end` must be callable: `callback_on_clip_end(pipe, clip_index, frames, info)`."
+            )
+
+        if not _is_int(kv_cache_clips) or kv_cache_clips < 0:
+            raise ValueError(f"`kv_cache_clips` must be an int >= 0, got {kv_cache_clips!r}.")
+        if max_cached_clips is not None and (not _is_int(max_cached_clips) or max_cached_clips < 0):
+            raise ValueError(f"`max_cached_clips` must be `None` or an int >= 0, got {max_cached_clips!r}.")
+        if kv_cache_clips > 0 and max_cached_clips == 0:
+            raise ValueError("`max_cached_clips` must be >= 1 (or `None`) when `kv_cache_clips` > 0.")
+
+        in_channels = self.transformer.config.in_channels
+        z_dim = self.vae.config.z_dim
+        if in_channels not in (z_dim, 2 * z_dim + scale_t):
+            raise ValueError(
+                f"`transformer.config.in_channels` must be {z_dim} (T2V, replacement conditioning) or "
+                f"{2 * z_dim + scale_t} (extension model), got {in_channels}."
+            )
+        return prompts
+
+    # Copied from diffusers.pipelines.wan.pipeline_wan.WanPipeline.prepare_latents
+    def prepare_latents(
+        self,
+        batch_size: int,
+        num_channels_latents: int = 16,
+        height: int = 480,
+        width: int = 832,
+        num_frames: int = 81,
+        dtype: torch.dtype | None = None,
+        device: torch.device | None = None,
+        generator: torch.Generator | list[torch.Generator] | None = None,
+        latents: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        if latents is not None:
+            return latents.to(device=device, dtype=dtype)
+
+        num_latent_frames = (num_frames - 1) // self.vae_scale_factor_temporal + 1
+        shape = (
+            batch_size,
+            num_channels_latents,
+            num_latent_frames,
+            int(height) // self.vae_scale_factor_spatial,
+            int(width) // self.vae_scale_factor_spatial,
+        )
+        if isinstance(generator, list) and len(generator) != batch_size:
+            raise ValueError(
+                f"You have passed a list of generators of length {len(generator)}, but requested an effective batch"
+                f" size of {batch_size}. Make sure the batch size matches the length of the generators."
+            )
+
+        latents = randn_tensor(shape, generator=generator, device=device, dtype=dtype)
+        return latents
+
+    def prepare_first_condition(
+        self,
+        image,
+        video,
+        height: int,
+        width: int,
+        num_condition_frames: int,
+        batch_size: int,
+    ) -> torch.Tensor | None:
+        r"""
+        Pixel frames (in `[-1, 1]`, shape `(batch, 3, k0, height, width)`) that condition the first clip, or `None`.
+
+        `image` gives one frame. `video` gives its last `k0` frames, `k0` = `num_condition_frames` or, for a shorter
+        video, the largest `1 + 4j` frames it has. They become the first `k0` frames of clip 0.
+        """
+        if image is None and video is None:
+            return None
+        if image is not None:
+            pixels = self.video_processor.preprocess(image, height=height, width=width).unsqueeze(2)
+        else:
+            pixels = self.video_processor.preprocess_video(video, height=height, width=width)
+            available = min(pixels.shape[2], num_condition_frames)
+            count = 1 + self.vae_scale_factor_temporal * ((available - 1) // self.vae_scale_factor_temporal)
+            if count < num_condition_frames:
+                logger.warning(
+                    f"`video` has {pixels.shape[2]} frames: the first clip is conditioned on its last {count} frames "
+                    f"instead of `num_condition_frames={num_condition_frames}`."
+                )
+            pixels = pixels[:, :, -count:]
+        if pixels.shape[0] not in (1, batch_size):
+            name = "image" if image is not None else "video"
+            raise ValueError(
+                f"`{name}` holds {pixels.shape[0]} items but the batch size is {batch_size}; pass 1 or {batch_size}."
+            )
+        if pixels.shape[0] != batch_size:
+            pixels = pixels.expand(batch_size, -1, -1, -1, -1)
+        return pixels.to(torch.float32)
+
+    @property
+    def guidance_scale(self):
+        return self._guidance_scale
+
+    @property
+    def do_classifier_free_guidance(self):
+        return self._guidance_scale > 1.0
+
+    @property
+    def num_timesteps(self):
+        return self._num_timesteps
+
+    @property
+    def current_timestep(self):
+        return self._current_timestep
+
+    @property
+    def current_clip_index(self) -> int | None:
+        """Index of the clip being generated (`None` outside a call); handy in `callback_on_step_end`."""
+        return self._current_clip_index
+
+    @property
+    def interrupt(self):
+        return self._interrupt
+
+    @property
+    def attention_kwargs(self):
+        return self._attention_kwargs
+
+    @property
+    def conditioning_mode(self) -> str:
+        """`"concat"` for a 36-channel extension transformer, `"replacement"` for a 16-channel T2V transformer."""
+        return "concat" if self.transformer.config.in_channels != self.vae.config.z_dim else "replacement"
+
+    def _create_clip_memory(self, kv_cache_clips, max_cached_clips, clip_selector, kv_cache_config):
+        if kv_cache_clips == 0:
+            return None
+        factory = self._clip_memory_factory
+        if factory is None:
+            try:
+                from ...attention.memory import ClipMemory
+            except ImportError as error:
+                raise ImportError(
+                    "The cross-clip KV cache (`diffusers_longvid.attention.memory`) could not be imported; run with "
+                    "`kv_cache_clips=0` to generate without it."
+                ) from error
+            factory = ClipMemory
+        if clip_selector is None:
+            clip_selector = self._clip_selector
+        if clip_selector is None and self.config.clip_selector is not None:
+            from ...selection.selectors import selector_from_config
+
+            clip_selector = self._clip_selector = selector_from_config(dict(self.config.clip_selector))
+        if kv_cache_config is None and self.config.kv_cache_config is not None:
+            from ...attention.kv_cache import CrossClipKVCacheConfig
+
+            kv_cache_config = CrossClipKVCacheConfig.from_dict(dict(self.config.kv_cache_config))
+        memory = factory(
+            self.transformer,
+            kv_cache_clips=kv_cache_clips,
+            max_cached_clips=max_cached_clips,
+            clip_selector=clip_selector,
+            config=kv_cache_config,
+        )
+        if not memory.active:
+            memory.close()
+            return None
+        return memory
+
+    def generate_clips(
+        self,
+        prompt: str | list[str] | Iterable[str] = None,
+        negative_prompt: str | list[str] | None = None,
+        num_clips: int | None = None,
+        image: PIL.Image.Image | np.ndarray | torch.Tensor | None = None,
+        video: list[PIL.Image.Image] | np.ndarray | torch.Tensor | None = None,
+        height: int = 480,
+        width: int = 832,
+        num_frames: int = 81,
+        num_condition_frames: int = 5,
+        num_inference_steps: int = 50,
+        guidance_scale: float = 5.0,
+        num_videos_per_prompt: int = 1,
+        generator: torch.Generator | list[torch.Generator] | None = None,
+        latents: torch.Tensor | None = None,
+        output_type: str = "np",
+        attention_kwargs: dict[str, Any] | None = None,
+        callback_on_step_end: Callable[[int, int, dict], None]
+        | PipelineCallback
+        | MultiPipelineCallbacks
+        | None = None,
+        callback_on_step_end_tensor_inputs: list[str] = ["latents"],
+        callback_on_clip_end: Callable[[Any, int, Any, dict], None] | None = None,
+        max_sequence_length: int = 512,
+        kv_cache_clips: int | None = None,
+        max_cached_clips: int | None = None,
+        clip_selector: Any = None,
+        kv_cache_config: Any = None,
+    ) -> Iterator[LongVideoClip]:
+        r"""
+        Streaming form of [`~LongVideoExtensionPipeline.__call__`]: an iterator that generates the video clip by clip
+        and yields each finished [`LongVideoClip`] (its new frames, already decoded, and its info). Inputs are checked
+        when this is called, before anything is generated. Nothing is kept between clips but the condition frames and
+        the KV cache, so memory does not grow with the video's length; write each clip out as it comes (see
+        [`~diffusers_longvid.video_io.StreamingVideoWriter`]) and a stopped job keeps what it finished.
+
+        Takes the arguments of `__call__` (except `return_dict`), and `prompt` may also be any iterable of str that
+        produces one prompt per clip as the video goes (e.g. an interactive or endless script); the KV storage plan
+        then runs in streaming mode.
+        """
+        if isinstance(callback_on_step_end, (PipelineCallback, MultiPipelineCallbacks)):
+            callback_on_step_end_tensor_inputs = callback_on_step_end.tensor_inputs
+        kv_cache_clips = self.config.kv_cache_clips if kv_cache_clips is None else kv_cache_clips
+        max_cached_clips = self.config.max_cached_clips if max_cached_clips is None else max_cached_clips
+
+        # 1. Check inputs. Raise error if not correct
+        prompts = self.check_inputs(
+            prompt,
+            negative_prompt,
+            num_clips,
+            height,
+            width,
+            num_frames,
+            num_condition_frames,
+            num_inference_steps,
+            guidance_scale,
+            num_videos_per_prompt,
+            generator,
+            latents,
+            image,
+            video,
+            output_type,
+            callback_on_step_end,
+            callback_on_step_end_tensor_inputs,
+            callback_on_clip_end,
+            max_sequence_length,
+            kv_cache_clips,
+            max_cached_clips,
+            allow_prompt_iterator=True,
+        )
+        # numpy ints are accepted above; the loop works with Python ints
+        height, width, num_frames, num_condition_frames = (
+            int(height),
+            int(width),
+            int(num_frames),
+            int(num_condition_frames),
+        )
+        num_inference_steps, num_videos_per_prompt = int(num_inference_steps), int(num_videos_per_prompt)
+        max_sequence_length, kv_cache_clips = int(max_sequence_length), int(kv_cache_clips)
+        max_cached_clips = None if max_cached_clips is None else int(max_cached_clips)
+        return self._clip_loop(
+            prompts=prompts,
+            prompt_source=iter(prompts) if prompts is not None else iter(prompt),
+            negative_prompt=negative_prompt,
+            image=image,
+            video=video,
+            height=height,
+            width=width,
+            num_frames=num_frames,
+            num_condition_frames=num_condition_frames,
+            num_inference_steps=num_inference_steps,
+            guidance_scale=guidance_scale,
+            batch_size=num_videos_per_prompt,
+            generator=generator,
+            latents=latents,
+            output_type=output_type,
+            attention_kwargs=attention_kwargs,
+            callback_on_step_end=callback_on_step_end,
+            callback_on_step_end_tensor_inputs=callback_on_step_end_tensor_inputs,
+            callback_on_clip_end=callback_on_clip_end,
+            max_sequence_length=max_sequence_length,
+            kv_cache_clips=kv_cache_clips,
+            max_cached_clips=max_cached_clips,
+            clip_selector=clip_selector,
+            kv_cache_config=kv_cache_config,
+        )
+
+    def _model_input(self, latents: torch.Tensor, condition) -> torch.Tensor:
+        # 36 channels: [latents | mask | condition latent]; 16 channels: the (replaced) latents themselves
+        model_input = latents if self.conditioning_mode == "replacement" else condition.model_input(latents)
+        return model_input.to(self.transformer.dtype)
+
+    def _transformer_forward(
+        self,
+        memory,
+        branch: str,
+        hidden_states: torch.Tensor,
+        timestep: torch.Tensor,
+        encoder_hidden_states: torch.Tensor,
+        attention_kwargs: dict[str, Any] | None,
+        cache_name: str,
+        **cache_kwargs,
+    ) -> torch.Tensor:
+        # the CFG branch is told both to diffusers' cache hooks and to the cross-clip memory
+        with ExitStack() as stack:
+            stack.enter_context(self.transformer.cache_context(cache_name, **cache_kwargs))
+            if memory is not None:
+                stack.enter_context(memory.branch(branch))
+            return self.transformer(
+                hidden_states=hidden_states,
+                timestep=timestep,
+                encoder_hidden_states=encoder_hidden_states,
+                attention_kwargs=attention_kwargs,
+                return_dict=False,
+            )[0]
+
+    def _denoise_clip(
+        self,
+        latents: torch.Tensor,
+        condition,
+        replacement_noise: torch.Tensor | None,
+        prompt_embeds: torch.Tensor,
+        negative_prompt_embeds: torch.Tensor | None,
+        memory,
+        rope_offset: int,
+        num_inference_steps: int,
+        guidance_scale: float,
+        attention_kwargs: dict[str, Any] | None,
+        callback_on_step_end,
+        callback_on_step_end_tensor_inputs: list[str],
+    ) -> torch.Tensor:
+        """The denoising loop of one clip, then (clean mode) the forward that records its K/V. Returns its latents."""
+        device = latents.device
+        record_from_last_step = memory is not None and memory.record_from_last_step
+
+        # Prepare timesteps (T-RFlow's may stop before `num_inference_steps`)
+        self.scheduler.set_timesteps(num_inference_steps, device=device)
+        timesteps = self.scheduler.timesteps
+        num_warmup_steps = len(timesteps) - num_inference_steps * self.scheduler.order
+        self._num_timesteps = len(timesteps)
+        # We set the index here to remove DtoH sync, helpful especially during compilation.
+        self.scheduler.set_begin_index(0)
+        sigmas = getattr(self.scheduler, "sigmas", None)
+
+        with rope_frame_offset(self.transformer, rope_offset):
+            with self.progress_bar(total=len(timesteps)) as progress_bar:
+                for i, t in enumerate(timesteps):
+                    if self.interrupt:
+                        continue
+
+                    self._current_timestep = t
+                    sigma = (
+                        float(sigmas[i])
+                        if sigmas is not None
+                        else float(t) / self.scheduler.config.num_train_timesteps
+                    )
+                    if replacement_noise is not None:
+                        # replacement conditioning: known frames of x_sigma = (1 - sigma) c + sigma eps
+                        latents = condition.replace_known(latents, sigma, replacement_noise)
+
+                    latent_model_input = self._model_input(latents, condition)
+                    timestep = t.expand(latents.shape[0])
+                    cache_kwargs = {"step_index": i, "sigma": sigma, "num_inference_steps": self._num_timesteps}
+                    last_step = i == len(timesteps) - 1
+                    with memory.recording() if record_from_last_step and last_step else nullcontext():
+                        noise_pred = self._transformer_forward(
+                            memory,
+                            "cond",
+                            latent_model_input,
+                            timestep,
+                            prompt_embeds,
+                            attention_kwargs,
+                            "cond",
+                            **cache_kwargs,
+                        )
+                        if self.do_classifier_free_guidance:
+                            noise_uncond = self._transformer_forward(
+                                memory,
+                                "uncond",
+                                latent_model_input,
+                                timestep,
+                                negative_prompt_embeds,
+                                attention_kwargs,
+                                "uncond",
+                                **cache_kwargs,
+                            )
+                            noise_pred = noise_uncond + guidance_scale * (noise_pred - noise_uncond)
+
+                    # compute the previous noisy sample x_t -> x_t-1
+                    latents = self.scheduler.step(noise_pred, t, latents, return_dict=False)[0]
+
+                    if callback_on_step_end is not None:
+                        tensors = {
+                            "latents": latents,
+                            "prompt_embeds": prompt_embeds,
+                            "negative_prompt_embeds": negative_prompt_embeds,
+                        }
+                        callback_kwargs = {k: tensors[k] for k in callback_on_step_end_tensor_inputs}
+                        callback_outputs = callback_on_step_end(self, i, t, callback_kwargs)
+
+                        latents = callback_outputs.pop("latents", latents)
+                        prompt_embeds = callback_outputs.pop("prompt_embeds", prompt_embeds)
+                        negative_prompt_embeds = callback_outputs.pop("negative_prompt_embeds", negative_prompt_embeds)
+
+                    if last_step or ((i + 1) > num_warmup_steps and (i + 1) % self.scheduler.order == 0):
+                        progress_bar.update()
+
+                    if XLA_AVAILABLE:
+                        xm.mark_step()
+
+            self._current_timestep = None
+            if replacement_noise is not None:
+                latents = condition.replace_known(latents, 0.0)  # the known frames are exactly c
+
+            # Record the finished clip's K/V: one forward of the clean clip at timestep 0 per CFG branch, skipped when
+            # the storage plan will not keep this clip. Its own cache context keeps diffusers' cache hooks apart.
+            stores = getattr(memory, "stores_current_clip", True)
+            if memory is not None and not record_from_last_step and stores and not self.interrupt:
+                clean_input = self._model_input(latents, condition)
+                zero_timestep = torch.zeros(latents.shape[0], device=device, dtype=timesteps.dtype)
+                branches = [("cond", prompt_embeds)]
+                if self.do_classifier_free_guidance:
+                    branches.append(("uncond", negative_prompt_embeds))
+                with memory.recording():
+                    for branch, embeds in branches:
+                        self._transformer_forward(
+                            memory, branch, clean_input, zero_timestep, embeds, attention_kwargs, f"{branch}_record"
+                        )
+        return latents
+
+    def _clip_progress_bar(self, total: int | None):
+        if total is not None:
+            return self.progress_bar(total=total)
+        config = dict(getattr(self, "_progress_bar_config", {}))
+        return tqdm(total=None, **config)
+
+    @torch.no_grad()
+    def _clip_loop(
+        self,
+        prompts: list[str] | None,
+        prompt_source: Iterator[str],
+        negative_prompt,
+        image,
+        video,
+        height: int,
+        width: int,
+        num_frames: int,
+        num_condition_frames: int,
+        num_inference_steps: int,
+        guidance_scale: float,
+        batch_size: int,
+        generator,
+        latents: torch.Tensor | None,
+        output_type: str,
+        attention_kwargs,
+        callback_on_step_end,
+        callback_on_step_end_tensor_inputs,
+        callback_on_clip_end,
+        max_sequence_length: int,
+        kv_cache_clips: int,
+        max_cached_clips: int | None,
+        clip_selector,
+        kv_cache_config,
+    ) -> Iterator[LongVideoClip]:
+        self._guidance_scale = guidance_scale
+        self._attention_kwargs = attention_kwargs
+        self._current_timestep = None
+        self._interrupt = False
+
+        device = self._execution_device
+        transformer_dtype = self.transformer.dtype
+        vae_device = get_module_execution_device(self.vae)
+        scale_t = self.vae_scale_factor_temporal
+        z_dim = self.vae.config.z_dim
+        replacement = self.conditioning_mode == "replacement"
+        patch_t = self.transformer.config.patch_size[0]
+        clip_latent_frames = num_latent_frames(num_frames, scale_t)
+        condition_fill = "zeros" if replacement else self.config.condition_fill
+        num_clips = len(prompts) if prompts is not None else None
+
+        memory = self._create_clip_memory(kv_cache_clips, max_cached_clips, clip_selector, kv_cache_config)
+        try:
+            # 2. Plan the KV storage (all prompts known up front) or run it in streaming mode
+            if memory is not None:
+                memory.plan(list(prompts) if prompts is not None else None)
+
+            # 3. Frames conditioning the first clip (image-to-long-video / video continuation)
+            condition_pixels = self.prepare_first_condition(
+                image, video, height, width, num_condition_frames, batch_size
+            )
+
+            kv_plan: list[dict[str, Any]] = []
+            next_frame = 0
+            latent_offset = 0
+            negative_cache: tuple[str | None, torch.Tensor | None] = (None, None)
+            with self._clip_progress_bar(num_clips) as clip_bar:
+                for clip_index, clip_prompt in enumerate(prompt_source):
+                    if not isinstance(clip_prompt, str):
+                        raise TypeError(
+                            f"`prompt` must yield str, got {type(clip_prompt).__name__} for clip {clip_index}."
+                        )
+                    start_time = time.perf_counter()
+                    self._current_clip_index = clip_index
+
+                    # 4. Encode this clip's prompt (the negative prompt only when it changes)
+                    clip_negative = (
+                        negative_prompt[clip_index] if isinstance(negative_prompt, (list, tuple)) else negative_prompt
+                    ) or ""
+                    cached_negative = negative_cache[1] if negative_cache[0] == clip_negative else None
+                    prompt_embeds, negative_prompt_embeds = self.encode_prompt(
+                        prompt=clip_prompt,
+                        negative_prompt=clip_negative,
+                        do_classifier_free_guidance=self.do_classifier_free_guidance,
+                        num_videos_per_prompt=batch_size,
+                        negative_prompt_embeds=cached_negative,
+                        max_sequence_length=max_sequence_length,
+                        device=device,
+                    )
+                    if negative_prompt_embeds is not None:
+                        negative_cache = (clip_negative, negative_prompt_embeds)
+                    prompt_embeds = prompt_embeds.to(transformer_dtype)
+                    if negative_prompt_embeds is not None:
+                        negative_prompt_embeds = negative_prompt_embeds.to(transformer_dtype)
+
+                    # 5. Condition: the last frames of the previous clip (or the given frames, for clip 0)
+                    num_known = condition_pixels.shape[2] if condition_pixels is not None else 0
+                    known_pixels = (
+                        condition_pixels
+                        if condition_pixels is not None
+                        else torch.zeros(batch_size, 3, 0, height, width, device=vae_device)
+                    )
+                    condition = prepare_extension_condition(
+                        self.vae, known_pixels, list(range(num_known)), num_frames, fill=condition_fill, device=device
+                    )
+
+                    # 6. Initial noise (`latents` is the first clip's) and the fixed eps of replacement conditioning
+                    clip_latents = self.prepare_latents(
+                        batch_size,
+                        z_dim,
+                        height,
+                        width,
+                        num_frames,
+                        torch.float32,
+                        device,
+                        generator,
+                        latents if clip_index == 0 else None,
+                    )
+                    replacement_noise = None
+                    if replacement and condition.known_latent_frames:
+                        shape = (batch_size, z_dim, len(condition.known_latent_frames), *clip_latents.shape[3:])
+                        replacement_noise = randn_tensor(
+                            shape, generator=generator, device=device, dtype=torch.float32
+                        )
+
+                    # 7. Select and gather the history K/V for this clip
+                    attends = list(memory.begin_clip(clip_index, clip_prompt)) if memory is not None else []
+
+                    # 8-10. Denoise with this clip's RoPE temporal offset, then record its K/V
+                    clip_latents = self._denoise_clip(
+                        clip_latents,
+                        condition,
+                        replacement_noise,
+                        prompt_embeds,
+                        negative_prompt_embeds,
+                        memory=memory,
+                        rope_offset=latent_offset // patch_t,
+                        num_inference_steps=num_inference_steps,
+                        guidance_scale=guidance_scale,
+                        attention_kwargs=attention_kwargs,
+                        callback_on_step_end=callback_on_step_end,
+                        callback_on_step_end_tensor_inputs=callback_on_step_end_tensor_inputs,
+                    )
+                    entry = {
+                        "clip": clip_index,
+                        "prompt": clip_prompt,
+                        "attends": attends,
+                        "stored": False,
+                        "evicted": [],
+                    }
+                    if memory is not None and not self.interrupt:
+                        memory.end_clip(clip_index)
+                        kv_plan = [dict(e) for e in memory.plan_summary()]
+                    else:  # no KV cache, or an interrupted clip (not stored)
+                        kv_plan.append(entry)
+
+                    # 11. Decode this clip (never the whole video), keep its last frames as the next condition
+                    is_last = (num_clips is not None and clip_index == num_clips - 1) or self.interrupt
+                    dropped = 0 if clip_index == 0 else num_known
+                    if output_type == "latent" and is_last:
+                        frames = clip_latents.cpu()
+                    else:
+                        decoded = self.vae.decode(
+                            denormalize_latents(self.vae, clip_latents.to(vae_device, dtype=self.vae.dtype)),
+                            return_dict=False,
+                        )[0]
+                        condition_pixels = decoded[:, :, -num_condition_frames:].to(torch.float32).clone()
+                        if output_type == "latent":
+                            frames = clip_latents.cpu()
+                        else:
+                            frames = self.video_processor.postprocess_video(
+                                decoded[:, :, dropped:], output_type=output_type
+                            )
+                            if output_type == "pt":
+                                frames = frames.cpu()
+                        del decoded
+                    kept = num_frames - dropped
+                    clip = LongVideoClip(
+                        clip_index=clip_index,
+                        prompt=clip_prompt,
+                        frames=frames,
+                        frame_range=(next_frame, next_frame + kept),
+                        latents=clip_latents.cpu(),
+                        latent_offset=latent_offset,
+                        num_condition_frames=num_known,
+                        attends=attends,
+                        seconds=time.perf_counter() - start_time,
+                        kv_plan=kv_plan,
+                    )
+                    next_frame += kept
+                    latent_offset += clip_latent_frames - num_latent_frames(num_condition_frames, scale_t)
+                    clip_bar.update()
+
+                    if callback_on_clip_end is not None:
+                        callback_on_clip_end(self, clip_index, frames, clip.info)
+                    yield clip
+                    if self.interrupt:
+                        break
+        finally:
+            if memory is not None:
+                memory.close()
+            self._current_clip_index = None
+            self._current_timestep = None
+            # Offload all models
+            self.maybe_free_model_hooks()
+
+    @torch.no_grad()
+    @replace_example_docstring(EXAMPLE_DOC_STRING)
+    def __call__(
+        self,
+        prompt: str | list[str] = None,
+        negative_prompt: str | list[str] | None = None,
+        num_clips: int | None = None,
+        image: PIL.Image.Image | np.ndarray | torch.Tensor | None = None,
+        video: list[PIL.Image.Image] | np.ndarray | torch.Tensor | None = None,
+        height: int = 480,
+        width: int = 832,
+        num_frames: int = 81,
+        num_condition_frames: int = 5,
+        num_inference_steps: int = 50,
+        guidance_scale: float = 5.0,
+        num_videos_per_prompt: int = 1,
+        generator: torch.Generator | list[torch.Generator] | None = None,
+        latents: torch.Tensor | None = None,
+        output_type: str = "np",
+        return_dict: bool = True,
+        attention_kwargs: dict[str, Any] | None = None,
+        callback_on_step_end: Callable[[int, int, dict], None]
+        | PipelineCallback
+        | MultiPipelineCallbacks
+        | None = None,
+        callback_on_step_end_tensor_inputs: list[str] = ["latents"],
+        callback_on_clip_end: Callable[[Any, int, Any, dict], None] | None = None,
+        max_sequence_length: int = 512,
+        kv_cache_clips: int | None = None,
+        max_cached_clips: int | None = None,
+        clip_selector: Any = None,
+        kv_cache_config: Any = None,
+    ) -> LongVideoPipelineOutput | tuple:
+        r"""
+        The call function to the pipeline for generation: a long video, clip by clip.
+
+        Args:
+            prompt (`str` or `list[str]`):
+                **A list is a script, not a batch: one prompt per clip, in order.** A `str` is used for every clip
+                (`num_clips` of them). To generate several videos of the same script, use `num_videos_per_prompt`.
+            negative_prompt (`str` or `list[str]`, *optional*):
+                The prompt to avoid, for all clips (`str`) or one per clip (`list`). Ignored without guidance
+                (`guidance_scale <= 1`).
+            num_clips (`int`, *optional*):
+                Number of clips when `prompt` is a `str` (defaults to 1). Must be `None` or `len(prompt)` for a list.
+            image (`PIL.Image.Image`, `np.ndarray` or `torch.Tensor`, *optional*):
+                Image-to-long-video: the image conditions the first clip and is (reconstructed as) its first frame.
+            video (`list[PIL.Image.Image]`, `np.ndarray` or `torch.Tensor`, *optional*):
+                Video continuation: the video's last `num_condition_frames` frames condition the first clip and are
+                reproduced as its first frames (drop `clip_frame_ranges[0][0] + num_condition_frames` frames to append
+                the output to the input without repeats). Not together with `image`.
+            height (`int`, defaults to `480`):
+                Height in pixels; a multiple of `vae_scale_factor_spatial * patch_size` (16 for Wan2.1).
+            width (`int`, defaults to `832`):
+                Width in pixels; same constraint.
+            num_frames (`int`, defaults to `81`):
+                Frames per clip, `4k + 1`.
+            num_condition_frames (`int`, defaults to `5`):
+                Frames of the previous clip that condition the next one (`1 + 4j`, fewer than `num_frames`). They are
+                not repeated in the output: `N` clips give `num_frames + (N - 1) * (num_frames - num_condition_frames)`
+                frames.
+            num_inference_steps (`int`, defaults to `50`):
+                Steps of the full schedule per clip. With a T-RFlow window, fewer are evaluated
+                (`len(scheduler.timesteps)`).
+            guidance_scale (`float`, defaults to `5.0`):
+                Classifier-free guidance scale; guidance is on when `guidance_scale > 1`.
+            num_videos_per_prompt (`int`, *optional*, defaults to 1):
+                The batch size: videos generated for the same script.
+            generator (`torch.Generator` or `list[torch.Generator]`, *optional*):
+                A [`torch.Generator`](https://pytorch.org/docs/stable/generated/torch.Generator.html) (or one per
+                video) to make generation deterministic. Every clip draws its noise from it in order.
+            latents (`torch.Tensor`, *optional*):
+                Initial noise of the **first clip**, `(batch, 16, latent_frames, height / 8, width / 8)`; later clips
+                draw theirs from `generator`.
+            output_type (`str`, *optional*, defaults to `"np"`):
+                `"np"` (float in [0, 1], `(batch, frames, H, W, 3)`), `"pt"` (`(batch, frames, 3, H, W)`), `"pil"` (a
+                list per video of PIL images) or `"latent"` (the list of per-clip latents; see
+                [`LongVideoPipelineOutput`]). Decoded frames are kept on the CPU, clip by clip.
+            return_dict (`bool`, *optional*, defaults to `True`):
+                Whether to return a [`LongVideoPipelineOutput`] instead of the tuple
+                `(frames, clip_frame_ranges, kv_plan)`.
+            attention_kwargs (`dict`, *optional*):
+                Passed to the transformer's attention processors.
+            callback_on_step_end (`Callable`, `PipelineCallback`, `MultiPipelineCallbacks`, *optional*):
+                Called at the end of each denoising step of every clip, as
+                `callback_on_step_end(pipe, step, timestep, callback_kwargs)`; `pipe.current_clip_index` tells the
+                clip.
+            callback_on_step_end_tensor_inputs (`list`, *optional*):
+                Tensors passed in `callback_kwargs`, among `pipe._callback_tensor_inputs`.
+            callback_on_clip_end (`Callable`, *optional*):
+                Called when a clip is finished and decoded, as `callback_on_clip_end(pipe, clip_index,
+                clip_frames_kept, info)`: `clip_frames_kept` are the frames the clip adds (in `output_type`), `info` a
+                dict with its `prompt`, `frame_range`, `latent_offset`, `attends` and `seconds`.
+            max_sequence_length (`int`, defaults to `512`):
+                Tokens per prompt for the text encoder.
+            kv_cache_clips (`int`, *optional*):
+                Overrides the pipeline's `kv_cache_clips` config for this call (`0` = no KV cache).
+            max_cached_clips (`int`, *optional*):
+                Overrides the pipeline's `max_cached_clips` config for this call.
+            clip_selector (`ClipSelector`, *optional*):
+                A selector from `diffusers_longvid.selection` for this call; defaults to the pipeline's.
+            kv_cache_config (`CrossClipKVCacheConfig`, *optional*):
+                Options of the cross-clip KV cache for this call (cached blocks, `record_mode`, offload, ...); defaults
+                to the pipeline's.
+
+        Examples:
+
+        Returns:
+            [`LongVideoPipelineOutput`] or `tuple`:
+                If `return_dict` is `True`, a [`LongVideoPipelineOutput`], otherwise the tuple
+                `(frames, clip_frame_ranges, kv_plan)`.
+        """
+        if prompt is not None and not isinstance(prompt, (str, list, tuple)):
+            # (`generate_clips` also takes an iterator of prompts; a call returns one stitched video of known length)
+            raise TypeError(
+                f"`prompt` must be a str or a list of str (one per clip), got {type(prompt).__name__}; use "
+                "`generate_clips` for prompts that arrive one at a time."
+            )
+        clips = self.generate_clips(
+            prompt=prompt,
+            negative_prompt=negative_prompt,
+            num_clips=num_clips,
+            image=image,
+            video=video,
+            height=height,
+            width=width,
+            num_frames=num_frames,
+            num_condition_frames=num_condition_frames,
+            num_inference_steps=num_inference_steps,
+            guidance_scale=guidance_scale,
+            num_videos_per_prompt=num_videos_per_prompt,
+            generator=generator,
+            latents=latents,
+            output_type=output_type,
+            attention_kwargs=attention_kwargs,
+            callback_on_step_end=callback_on_step_end,
+            callback_on_step_end_tensor_inputs=callback_on_step_end_tensor_inputs,
+            callback_on_clip_end=callback_on_clip_end,
+            max_sequence_length=max_sequence_length,
+            kv_cache_clips=kv_cache_clips,
+            max_cached_clips=max_cached_clips,
+            clip_selector=clip_selector,
+            kv_cache_config=kv_cache_config,
+        )
+        num_clips = num_clips if not isinstance(prompt, (list, tuple)) else len(prompt)
+        num_clips = num_clips or 1
+        total_frames = num_frames + (num_clips - 1) * (num_frames - num_condition_frames)
+
+        stitched = None  # np / pt: pre-allocated once, so stitching never holds two copies of the video
+        pil_videos: list[list[PIL.Image.Image]] = [[] for _ in range(num_videos_per_prompt)]
+        latents_per_clip: list[torch.Tensor] = []
+        ranges: list[tuple[int, int]] = []
+        prompts: list[str] = []
+        seconds: list[float] = []
+        kv_plan: list[dict[str, Any]] = []
+        for clip in clips:
+            start, end = clip.frame_range
+            if output_type == "latent":
+                latents_per_clip.append(clip.frames)
+            elif output_type == "pil":
+                for video_frames, new_frames in zip(pil_videos, clip.frames):
+                    video_frames.extend(new_frames)
+            else:
+                if stitched is None:
+                    shape = (clip.frames.shape[0], total_frames, *clip.frames.shape[2:])
+                    if output_type == "np":
+                        stitched = np.empty(shape, dtype=clip.frames.dtype)
+                    else:
+                        stitched = torch.empty(shape, dtype=clip.frames.dtype)
+                stitched[:, start:end] = clip.frames
+            ranges.append((start, end))
+            prompts.append(clip.prompt)
+            seconds.append(clip.seconds)
+            kv_plan = clip.kv_plan
+
+        if output_type == "latent":
+            frames = latents_per_clip
+        elif output_type == "pil":
+            frames = pil_videos
+        else:
+            frames = stitched[:, : ranges[-1][1]]  # shorter only if interrupted
+
+        if not return_dict:
+            return (frames, ranges, kv_plan)
+        return LongVideoPipelineOutput(
+            frames=frames, clip_frame_ranges=ranges, kv_plan=kv_plan, prompts=prompts, clip_seconds=seconds
+        )

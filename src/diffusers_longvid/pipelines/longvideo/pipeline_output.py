@@ -1,0 +1,89 @@
+# Copyright 2026 The diffusers-longvid contributors. Licensed under the Apache License, Version 2.0.
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import PIL.Image
+import torch
+from diffusers.utils import BaseOutput
+
+__all__ = ["LongVideoClip", "LongVideoPipelineOutput"]
+
+
+@dataclass
+class LongVideoPipelineOutput(BaseOutput):
+    r"""
+    Output class of [`LongVideoExtensionPipeline`].
+
+    Args:
+        frames (`np.ndarray`, `torch.Tensor`, `list[list[PIL.Image.Image]]` or `list[torch.Tensor]`):
+            The stitched long video, `F + (N - 1)(F - k)` frames for `N` clips of `F` frames with `k` condition frames.
+            `np.ndarray` of shape `(batch, frames, height, width, 3)` (`output_type="np"`, float in [0, 1]),
+            `torch.Tensor` of shape `(batch, frames, 3, height, width)` (`"pt"`), a list (one per video) of lists of
+            PIL images (`"pil"`), or, for `output_type="latent"`, the list of the `N` per-clip latents (each
+            `(batch, 16, latent_frames, h, w)`, on the CPU). Per-clip latents are not stitched: each is decodable on
+            its own with the causal VAE, a concatenation is not.
+        clip_frame_ranges (`list[tuple[int, int]]`):
+            For each clip, the `[start, end)` range of stitched frames it contributed (clip 0 all its frames, the
+            others all but their first `k` condition frames).
+        kv_plan (`list[dict]`):
+            One dict per clip: `{"clip", "prompt", "attends", "stored", "evicted"}` — which history clips its
+            generation attended through the cross-clip KV cache, whether its K/V were stored, what was evicted.
+            Empty `attends` everywhere when the KV cache is off.
+        prompts (`list[str]`): The prompt of each clip.
+        clip_seconds (`list[float]`): Wall-clock seconds spent on each clip (denoising and decoding).
+    """
+
+    frames: np.ndarray | torch.Tensor | list[list[PIL.Image.Image]] | list[torch.Tensor]
+    clip_frame_ranges: list[tuple[int, int]] = field(default_factory=list)
+    kv_plan: list[dict[str, Any]] = field(default_factory=list)
+    prompts: list[str] = field(default_factory=list)
+    clip_seconds: list[float] = field(default_factory=list)
+
+
+@dataclass
+class LongVideoClip(BaseOutput):
+    r"""
+    One finished clip, as yielded by [`LongVideoExtensionPipeline.generate_clips`].
+
+    Args:
+        clip_index (`int`): 0-based index of the clip.
+        prompt (`str`): Its prompt.
+        frames (`np.ndarray`, `torch.Tensor`, `list[list[PIL.Image.Image]]`):
+            The frames this clip adds to the long video (its condition frames dropped for clips after the first), in
+            the requested `output_type`: `(batch, frames, height, width, 3)` for `"np"`, `(batch, frames, 3, height,
+            width)` for `"pt"`, a list of lists of PIL images for `"pil"`, and the clip's latents for `"latent"`.
+        frame_range (`tuple[int, int]`): `[start, end)` of these frames in the stitched video.
+        latents (`torch.Tensor`): The clip's final (normalised) latents, `(batch, 16, latent_frames, h, w)`, on CPU.
+        latent_offset (`int`): Global latent index of the clip's first latent frame (its RoPE temporal offset).
+        num_condition_frames (`int`): Pixel frames of the clip that were given (and dropped from `frames` for n > 0).
+        attends (`list[int]`): History clips attended through the cross-clip KV cache (empty when it is off).
+        seconds (`float`): Wall-clock seconds spent on the clip.
+        kv_plan (`list[dict]`): The KV storage plan summary of all clips so far (see [`LongVideoPipelineOutput`]).
+    """
+
+    clip_index: int
+    prompt: str
+    frames: np.ndarray | torch.Tensor | list[list[PIL.Image.Image]]
+    frame_range: tuple[int, int]
+    latents: torch.Tensor
+    latent_offset: int
+    num_condition_frames: int
+    attends: list[int] = field(default_factory=list)
+    seconds: float = 0.0
+    kv_plan: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def info(self) -> dict[str, Any]:
+        """JSON-serialisable summary (what `callback_on_clip_end` receives as `info`)."""
+        return {
+            "clip": self.clip_index,
+            "prompt": self.prompt,
+            "frame_range": list(self.frame_range),
+            "latent_offset": self.latent_offset,
+            "num_condition_frames": self.num_condition_frames,
+            "attends": list(self.attends),
+            "seconds": self.seconds,
+        }
