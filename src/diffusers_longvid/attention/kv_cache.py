@@ -1,0 +1,536 @@
+# Copyright 2026 The diffusers-longvid contributors. Licensed under the Apache License, Version 2.0.
+"""Cross-clip KV cache: the typed state behind `CrossClipKVAttnProcessor` (DESIGN §3, paper §3.3).
+
+For every stored history clip the cache holds, per cached block and per CFG branch, the self-attention key (after
+`norm_k`, rotated at the clip's own temporal positions) and value, shaped `(batch, tokens, heads, head_dim)` as
+diffusers' `dispatch_attention_fn` expects. The clips selected for the current clip are gathered once per clip into
+one contiguous per-block, per-branch buffer; each forward only appends the current clip's keys/values after it.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+from diffusers.utils import logging
+
+logger = logging.get_logger(__name__)  # pylint: disable=invalid-name
+
+__all__ = ["CFGBranch", "CrossClipKVCache", "CrossClipKVCacheConfig", "KVPair", "RecordMode", "default_cached_blocks"]
+
+
+class CFGBranch(enum.Enum):
+    """The classifier-free-guidance branch a forward belongs to. Cond and uncond K/V are stored apart."""
+
+    COND = "cond"
+    UNCOND = "uncond"
+
+
+class RecordMode(enum.Enum):
+    """When the K/V of a finished clip are recorded.
+
+    - `CLEAN`: one extra forward of the clip's clean latent at timestep 0 (what stage-2 training sees). History is not
+      attended while recording, so the K/V of a clip depend on that clip alone.
+    - `LAST_STEP`: during the last denoising step (the paper's choice, no extra forward). History is attended.
+    """
+
+    CLEAN = "clean"
+    LAST_STEP = "last_step"
+
+
+def default_cached_blocks(num_layers: int) -> tuple[int, ...]:
+    """The latter half of the blocks, `blocks[num_layers // 2:]` (the paper's choice)."""
+    return tuple(range(num_layers // 2, num_layers))
+
+
+@dataclass
+class CrossClipKVCacheConfig:
+    r"""
+    Configuration of the cross-clip KV cache.
+
+    Args:
+        blocks (`Sequence[int]`, *optional*):
+            Indices of the transformer blocks whose self-attention (`attn1`) reads and records the cache. Defaults to
+            the latter half, `range(num_layers // 2, num_layers)`. Negative indices count from the end.
+        record_mode (`RecordMode` or `str`, *optional*, defaults to `"clean"`):
+            `"clean"`: the pipeline runs one extra forward of the finished clip's clean latent at timestep 0 inside
+            `recording()`, and history is not attended during it. `"last_step"`: the last denoising step's forwards
+            record (history attended, no extra forward).
+        history_frame_stride (`int`, *optional*, defaults to 1):
+            Keep only every `history_frame_stride`-th latent frame of a recorded clip (patched frames `0, s, 2s, ...`),
+            dropping the tokens of the others. Reduces memory and attention cost by about this factor.
+        history_frame_indices (`Sequence[int]`, *optional*):
+            Explicit latent-frame indices (patched frames, relative to the clip, negatives count from the end) to keep
+            instead of a stride. Mutually exclusive with `history_frame_stride > 1`.
+        offload_to_cpu (`bool`, *optional*, defaults to `False`):
+            Keep stored K/V on the CPU (pinned memory when CUDA is available); only the clips selected for the current
+            clip are copied to the device, once per clip.
+    """
+
+    blocks: Sequence[int] | None = None
+    record_mode: RecordMode | str = RecordMode.CLEAN
+    history_frame_stride: int = 1
+    history_frame_indices: Sequence[int] | None = None
+    offload_to_cpu: bool = False
+
+    def __post_init__(self) -> None:
+        if self.blocks is not None:
+            if isinstance(self.blocks, (str, bytes)) or not all(_is_int(b) for b in self.blocks):
+                raise TypeError(f"`blocks` must be a sequence of ints or None, got {self.blocks!r}.")
+            self.blocks = tuple(int(b) for b in self.blocks)
+            if not self.blocks:
+                raise ValueError("`blocks` must name at least one block (or be None for the latter half).")
+        try:
+            self.record_mode = RecordMode(self.record_mode)
+        except ValueError:
+            accepted = ", ".join(repr(m.value) for m in RecordMode)
+            raise ValueError(f"`record_mode` must be one of {accepted}, got {self.record_mode!r}.") from None
+        if not _is_int(self.history_frame_stride) or self.history_frame_stride < 1:
+            raise ValueError(f"`history_frame_stride` must be an int >= 1, got {self.history_frame_stride!r}.")
+        if self.history_frame_indices is not None:
+            indices = self.history_frame_indices
+            if isinstance(indices, (str, bytes)) or not all(_is_int(i) for i in indices) or not indices:
+                raise ValueError(f"`history_frame_indices` must be a non-empty sequence of ints, got {indices!r}.")
+            if self.history_frame_stride != 1:
+                raise ValueError("Pass either `history_frame_stride` or `history_frame_indices`, not both.")
+            self.history_frame_indices = tuple(int(i) for i in indices)
+        if not isinstance(self.offload_to_cpu, bool):
+            raise TypeError(f"`offload_to_cpu` must be a bool, got {self.offload_to_cpu!r}.")
+
+    @property
+    def subsamples_frames(self) -> bool:
+        """Whether recorded clips keep only some of their latent frames."""
+        return self.history_frame_stride != 1 or self.history_frame_indices is not None
+
+    def resolve_blocks(self, num_layers: int) -> tuple[int, ...]:
+        """The sorted, non-negative block indices for a transformer with `num_layers` blocks."""
+        if self.blocks is None:
+            blocks = default_cached_blocks(num_layers)
+            if not blocks:
+                raise ValueError(f"A transformer with {num_layers} blocks has no latter half to cache.")
+            return blocks
+        resolved = []
+        for block in self.blocks:
+            index = block + num_layers if block < 0 else block
+            if not 0 <= index < num_layers:
+                raise ValueError(f"`blocks` entry {block} is out of range for a transformer with {num_layers} blocks.")
+            resolved.append(index)
+        return tuple(sorted(set(resolved)))
+
+    def kept_frames(self, num_frames: int) -> tuple[int, ...]:
+        """The latent frames (patched, relative to the clip) that a recorded clip keeps."""
+        if self.history_frame_indices is None:
+            return tuple(range(0, num_frames, self.history_frame_stride))
+        kept = set()
+        for i in self.history_frame_indices:
+            if not -num_frames <= i < num_frames:
+                raise ValueError(
+                    f"`history_frame_indices` entry {i} is out of range for a clip of {num_frames} latent frames."
+                )
+            kept.add(i % num_frames)
+        return tuple(sorted(kept))
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable dict (enums as their values, sequences as lists)."""
+        data = asdict(self)
+        data["record_mode"] = self.record_mode.value
+        for name in ("blocks", "history_frame_indices"):
+            if data[name] is not None:
+                data[name] = list(data[name])
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> CrossClipKVCacheConfig:
+        """Inverse of `to_dict`."""
+        return cls(**data)
+
+
+@dataclass
+class KVPair:
+    """Key and value of one block, one branch, one clip: `(batch, tokens, heads, head_dim)` each."""
+
+    key: torch.Tensor
+    value: torch.Tensor
+
+    @property
+    def num_tokens(self) -> int:
+        return self.key.shape[1]
+
+    @property
+    def nbytes(self) -> int:
+        return self.key.numel() * self.key.element_size() + self.value.numel() * self.value.element_size()
+
+
+# (branch, block index): the key of one recorded K/V pair inside a clip.
+_Slot = tuple[CFGBranch, int]
+
+
+class _HistoryWindow:
+    """`[history K/V ..., current K/V]` of one block and branch for the current clip.
+
+    Without autograd the history is copied once into a preallocated buffer and each forward writes the current K/V
+    into its tail (no re-copy of the history). With autograd enabled (training) the history is concatenated once and
+    each forward concatenates the current K/V after it, so gradients flow and no tensor saved for backward is
+    overwritten.
+    """
+
+    def __init__(self, history: list[KVPair]) -> None:
+        self.history = history
+        self.history_len = sum(kv.num_tokens for kv in history)
+        self._buffer: KVPair | None = None
+        self._gathered: KVPair | None = None
+
+    def extend(self, key: torch.Tensor, value: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if torch.is_grad_enabled() and (key.requires_grad or value.requires_grad or self._history_requires_grad()):
+            return self._extend_differentiable(key, value)
+        batch, cur_len = key.shape[0], key.shape[1]
+        shape = (batch, self.history_len + cur_len, *key.shape[2:])
+        buffer = self._buffer
+        if (
+            buffer is None
+            or buffer.key.shape != shape
+            or buffer.key.dtype != key.dtype
+            or buffer.key.device != key.device
+        ):
+            buffer = self._buffer = self._allocate(shape, key, value)
+        buffer.key[:, self.history_len :].copy_(key)
+        buffer.value[:, self.history_len :].copy_(value)
+        return buffer.key, buffer.value
+
+    def _history_requires_grad(self) -> bool:
+        return any(kv.key.requires_grad or kv.value.requires_grad for kv in self.history)
+
+    def _allocate(self, shape: tuple[int, ...], key: torch.Tensor, value: torch.Tensor) -> KVPair:
+        buf_k = torch.empty(shape, dtype=key.dtype, device=key.device)
+        buf_v = torch.empty(shape, dtype=value.dtype, device=value.device)
+        start = 0
+        for kv in self.history:
+            _check_batch(kv.key.shape[0], shape[0])
+            end = start + kv.num_tokens
+            # `copy_` moves (non-blocking from pinned CPU memory), casts and broadcasts a batch of 1.
+            buf_k[:, start:end].copy_(kv.key, non_blocking=True)
+            buf_v[:, start:end].copy_(kv.value, non_blocking=True)
+            start = end
+        return KVPair(buf_k, buf_v)
+
+    def _extend_differentiable(self, key: torch.Tensor, value: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        gathered = self._gathered
+        if gathered is None or gathered.key.device != key.device or gathered.key.dtype != key.dtype:
+            keys = [kv.key.to(device=key.device, dtype=key.dtype) for kv in self.history]
+            values = [kv.value.to(device=value.device, dtype=value.dtype) for kv in self.history]
+            gathered = self._gathered = KVPair(torch.cat(keys, dim=1), torch.cat(values, dim=1))
+        batch = key.shape[0]
+        _check_batch(gathered.key.shape[0], batch)
+        hist_k = gathered.key.expand(batch, *gathered.key.shape[1:])
+        hist_v = gathered.value.expand(batch, *gathered.value.shape[1:])
+        return torch.cat([hist_k, key], dim=1), torch.cat([hist_v, value], dim=1)
+
+    @property
+    def nbytes(self) -> int:
+        return sum(pair.nbytes for pair in (self._buffer, self._gathered) if pair is not None)
+
+
+class CrossClipKVCache:
+    r"""
+    Stored K/V of history clips, the current selection, and the recording / CFG-branch state read by every
+    `CrossClipKVAttnProcessor` of one transformer. Create it with `enable_cross_clip_kv_cache`.
+
+    Typical use for one clip (what `ClipMemory` does):
+
+    ```py
+    cache.select([0, 3])  # history attended by the coming forwards (gathered once, on first use)
+    with cache.branch("cond"):
+        transformer(...)  # queries attend to [K_0, K_3, K_current]
+    with cache.branch("cond"), cache.recording():
+        transformer(...)  # records the current clip's K/V (pending)
+    cache.commit(clip_id=5)  # pending K/V become history clip 5
+    ```
+
+    Args:
+        config (`CrossClipKVCacheConfig`): The cache configuration.
+        block_indices (`Sequence[int]`): The (resolved) indices of the cached blocks.
+    """
+
+    def __init__(self, config: CrossClipKVCacheConfig, block_indices: Sequence[int]) -> None:
+        self.config = config
+        self.block_indices: tuple[int, ...] = tuple(block_indices)
+        self._stored: dict[int, dict[_Slot, KVPair]] = {}
+        self._pending: dict[_Slot, KVPair] = {}
+        self._selected: tuple[int, ...] = ()
+        self._windows: dict[_Slot, _HistoryWindow | None] = {}
+        self._branch = CFGBranch.COND
+        self._recording = False
+        self._attend_history = True
+        self._token_grid: tuple[int, int, int] | None = None
+        self._branches_seen: set[CFGBranch] = set()  # branches that ran forwards since the last commit/discard
+        self._kept_index: tuple[tuple[int, int, int, torch.device], torch.Tensor | None] | None = None
+        # Set by `enable_cross_clip_kv_cache`: the forward pre-hook that reports the token grid.
+        self._grid_hook_handle: torch.utils.hooks.RemovableHandle | None = None
+
+    # ------------------------------------------------------------------ state read by the processors
+    @property
+    def current_branch(self) -> CFGBranch:
+        """The CFG branch of the forwards running now (`COND` outside any `branch(...)` context)."""
+        return self._branch
+
+    @property
+    def is_recording(self) -> bool:
+        return self._recording
+
+    @property
+    def selected(self) -> tuple[int, ...]:
+        """Ids of the history clips the current clip attends to."""
+        return self._selected
+
+    @property
+    def token_grid(self) -> tuple[int, int, int] | None:
+        """Patched `(frames, height, width)` of the latest transformer input (set by the forward pre-hook)."""
+        return self._token_grid
+
+    @torch.compiler.disable
+    def set_token_grid(self, frames: int, height: int, width: int) -> None:
+        """Record the patched grid of the current input; tokens are ordered frame-major `(f, h, w)` after patchify.
+
+        `enable_cross_clip_kv_cache` installs a forward pre-hook on the transformer that calls this on every forward.
+        Call it yourself only when you drive the processors without the transformer.
+        """
+        self._token_grid = (int(frames), int(height), int(width))
+
+    # ------------------------------------------------------------------ context managers
+    @contextmanager
+    def branch(self, branch: CFGBranch | str) -> Iterator[None]:
+        """Run the enclosed forwards as CFG branch `branch` (`"cond"` / `"uncond"` or a `CFGBranch`)."""
+        branch = _parse_branch(branch)
+        previous, self._branch = self._branch, branch
+        try:
+            yield
+        finally:
+            self._branch = previous
+
+    @contextmanager
+    def recording(self, attend_history: bool | None = None) -> Iterator[None]:
+        """Record the K/V of the enclosed forwards as the pending (current) clip.
+
+        Args:
+            attend_history (`bool`, *optional*):
+                Whether the recorded forwards also attend the selected history. Defaults to `False` in `"clean"`
+                record mode and `True` in `"last_step"` mode.
+        """
+        if attend_history is None:
+            attend_history = self.config.record_mode is RecordMode.LAST_STEP
+        previous = (self._recording, self._attend_history)
+        self._recording, self._attend_history = True, attend_history
+        try:
+            yield
+        finally:
+            self._recording, self._attend_history = previous
+
+    # ------------------------------------------------------------------ selection and storage
+    def select(self, clip_ids: Sequence[int]) -> None:
+        """Set the history attended by the coming forwards. Drops the previous clip's gathered buffers.
+
+        The gathering itself happens once per block and branch, at the first forward that needs it (so the device and
+        dtype are those of the forward, which also works with model CPU offload).
+        """
+        clip_ids = tuple(int(c) for c in clip_ids)
+        missing = [c for c in clip_ids if c not in self._stored]
+        if missing:
+            raise ValueError(f"`clip_ids` {missing} are not stored; stored clips: {self.stored_clips()}.")
+        if len(set(clip_ids)) != len(clip_ids):
+            raise ValueError(f"`clip_ids` must not repeat a clip, got {list(clip_ids)}.")
+        self._selected = clip_ids
+        self._windows = {}
+
+    def release_working_memory(self) -> None:
+        """Free the gathered history buffers of the current clip (the selection is kept and re-gathered on use)."""
+        self._windows = {}
+
+    def commit(self, clip_id: int) -> None:
+        """Store the pending recording as history clip `clip_id` (moved to the CPU if `offload_to_cpu`)."""
+        if not self._pending:
+            raise RuntimeError(
+                f"No K/V were recorded for clip {clip_id}: run its recording forward(s) inside `recording()` first."
+            )
+        if clip_id in self._stored:
+            raise ValueError(f"Clip {clip_id} is already stored; evict it first.")
+        for branch in {b for b, _ in self._pending}:
+            missing = [i for i in self.block_indices if (branch, i) not in self._pending]
+            if missing:
+                raise RuntimeError(f"The {branch.value} recording of clip {clip_id} lacks blocks {missing}.")
+        unrecorded = self._branches_seen - {b for b, _ in self._pending}
+        if unrecorded:
+            names = sorted(b.value for b in unrecorded)
+            logger.warning(
+                f"Clip {clip_id} ran {names} forwards but recorded no K/V for them: later {names} forwards will attend "
+                "no history of this clip. Record every CFG branch inside `recording()`."
+            )
+        self._stored[clip_id] = {slot: self._to_storage(kv) for slot, kv in self._pending.items()}
+        self._pending = {}
+        self._branches_seen = set()
+
+    def discard_pending(self) -> None:
+        """Drop the pending recording (the plan does not store this clip)."""
+        self._pending = {}
+        self._branches_seen = set()
+
+    def evict(self, clip_id: int) -> None:
+        """Free the K/V of stored clip `clip_id`."""
+        if self._stored.pop(clip_id, None) is None:
+            raise ValueError(f"Clip {clip_id} is not stored; stored clips: {self.stored_clips()}.")
+        if clip_id in self._selected:
+            self._selected = tuple(c for c in self._selected if c != clip_id)
+            self._windows = {}
+
+    def clear(self) -> None:
+        """Drop everything: stored clips, pending recording, selection and buffers."""
+        self._stored = {}
+        self._pending = {}
+        self._selected = ()
+        self._windows = {}
+        self._branches_seen = set()
+
+    def stored_clips(self) -> list[int]:
+        return sorted(self._stored)
+
+    @property
+    def has_pending(self) -> bool:
+        return bool(self._pending)
+
+    def get(self, clip_id: int, block_index: int, branch: CFGBranch | str = CFGBranch.COND) -> KVPair:
+        """The stored K/V of one clip, block and branch."""
+        try:
+            return self._stored[clip_id][(_parse_branch(branch), block_index)]
+        except KeyError:
+            raise KeyError(f"No K/V stored for clip {clip_id}, block {block_index}, branch {branch!r}.") from None
+
+    def nbytes(self) -> int:
+        """Bytes of stored K/V (on whatever device they live)."""
+        return sum(kv.nbytes for clip in self._stored.values() for kv in clip.values())
+
+    def working_nbytes(self) -> int:
+        """Bytes of the current clip's gathered history buffers plus the pending recording (device working set)."""
+        windows = sum(w.nbytes for w in self._windows.values() if w is not None)
+        return windows + sum(kv.nbytes for kv in self._pending.values())
+
+    def num_tensors(self) -> int:
+        """Number of stored K and V tensors (2 per clip, cached block and recorded branch)."""
+        return 2 * sum(len(clip) for clip in self._stored.values())
+
+    # ------------------------------------------------------------------ processor-facing
+    # Opaque to torch.compile: the cache is Python state (selected clip ids, recording flag, dicts of tensors) that
+    # dynamo would otherwise guard on and recompile for at every clip. One graph break per cached block instead.
+    @torch.compiler.disable
+    def attention_kv(
+        self, block_index: int, key: torch.Tensor, value: torch.Tensor, context_parallel: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """What the processor of block `block_index` calls: records the current K/V when recording, and returns the
+        keys/values to attend (`extend`).
+
+        Args:
+            block_index (`int`): The calling block.
+            key (`torch.Tensor`), value (`torch.Tensor`): Current K (after `norm_k` and RoPE) and V,
+                `(batch, tokens, heads, head_dim)`.
+            context_parallel (`bool`, *optional*, defaults to `False`): Whether the processor runs under context
+                parallelism, which the cache does not support (raises when recording or attending history).
+        """
+        if context_parallel and (self._recording or self.uses_history()):
+            # Every rank sees a shard of the sequence: a recorded clip would be a shard, and history would have to be
+            # exchanged between ranks like the current keys. Not implemented.
+            raise NotImplementedError("The cross-clip KV cache does not support context parallelism.")
+        self._branches_seen.add(self._branch)
+        if self._recording:
+            self.record(block_index, key, value)
+        return self.extend(block_index, key, value)
+
+    def record(self, block_index: int, key: torch.Tensor, value: torch.Tensor) -> None:
+        """Keep the current clip's K/V of block `block_index` in the pending recording (frame-subsampled if set)."""
+        index = self._kept_token_index(key)
+        if index is not None:
+            key, value = key.index_select(1, index), value.index_select(1, index)
+        self._pending[(self._branch, block_index)] = KVPair(key.contiguous(), value.contiguous())
+
+    def extend(self, block_index: int, key: torch.Tensor, value: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """`[selected history K/V ..., current K/V]` along the token axis, or the inputs unchanged without history."""
+        if not self.uses_history():
+            return key, value
+        slot = (self._branch, block_index)
+        if slot not in self._windows:
+            history = [self._stored[c][slot] for c in self._selected if slot in self._stored[c]]
+            self._windows[slot] = _HistoryWindow(history) if history else None
+        window = self._windows[slot]
+        if window is None:
+            return key, value
+        return window.extend(key, value)
+
+    def uses_history(self) -> bool:
+        """Whether forwards run now attend any history (ignoring which branches were recorded)."""
+        return bool(self._selected) and not (self._recording and not self._attend_history)
+
+    # ------------------------------------------------------------------ internals
+    def _kept_token_index(self, key: torch.Tensor) -> torch.Tensor | None:
+        if not self.config.subsamples_frames:
+            return None
+        if self._token_grid is None:
+            raise RuntimeError(
+                "Frame subsampling needs the token grid: run the transformer (whose pre-hook reports it) or call "
+                "`set_token_grid(frames, height, width)`."
+            )
+        frames, height, width = self._token_grid
+        if frames * height * width != key.shape[1]:
+            raise RuntimeError(
+                f"The token grid {self._token_grid} does not match the {key.shape[1]} tokens seen by the processor "
+                "(is the sequence split, e.g. by context parallelism?)."
+            )
+        cache_key = (frames, height, width, key.device)
+        if self._kept_index is None or self._kept_index[0] != cache_key:
+            kept = self.config.kept_frames(frames)
+            if len(kept) == frames:
+                index = None
+            else:
+                tokens = height * width
+                index = torch.tensor(kept, device=key.device)[:, None] * tokens + torch.arange(
+                    tokens, device=key.device
+                )
+                index = index.flatten()
+            self._kept_index = (cache_key, index)
+        return self._kept_index[1]
+
+    def _to_storage(self, kv: KVPair) -> KVPair:
+        if not self.config.offload_to_cpu or kv.key.device.type == "cpu":
+            return kv
+        if kv.key.requires_grad or kv.value.requires_grad:
+            return KVPair(kv.key.to("cpu"), kv.value.to("cpu"))
+        pin = torch.cuda.is_available()
+
+        def to_host(t: torch.Tensor) -> torch.Tensor:
+            host = torch.empty(t.shape, dtype=t.dtype, device="cpu", pin_memory=pin)
+            host.copy_(t)
+            return host
+
+        return KVPair(to_host(kv.key), to_host(kv.value))
+
+
+def _parse_branch(branch: CFGBranch | str) -> CFGBranch:
+    if isinstance(branch, CFGBranch):
+        return branch
+    try:
+        return CFGBranch(branch)
+    except ValueError:
+        accepted = ", ".join(repr(b.value) for b in CFGBranch)
+        raise ValueError(f"`branch` must be one of {accepted} or a `CFGBranch`, got {branch!r}.") from None
+
+
+def _check_batch(history_batch: int, batch: int) -> None:
+    if history_batch not in (1, batch):
+        raise ValueError(
+            f"History K/V were recorded with batch size {history_batch}, which does not broadcast to the current "
+            f"batch size {batch}; record with batch size 1 or {batch}."
+        )
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)

@@ -1,0 +1,217 @@
+# Copyright 2026 The diffusers-longvid contributors. Licensed under the Apache License, Version 2.0.
+"""`CrossClipKVAttnProcessor`: Wan self-attention whose queries also attend to cached K/V of history clips.
+
+Installed on `attn1` of the cached blocks by `enable_cross_clip_kv_cache`; removed (the exact previous processors
+restored) by `disable_cross_clip_kv_cache`. No diffusers file or class is patched: this is an ordinary attention
+processor, and its state lives in the shared `CrossClipKVCache`.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from diffusers.models.attention_dispatch import dispatch_attention_fn
+from diffusers.models.transformers.transformer_wan import _get_qkv_projections
+from diffusers.utils import logging
+from diffusers.utils.torch_utils import unwrap_module
+from torch import nn
+
+from .kv_cache import CrossClipKVCache, CrossClipKVCacheConfig
+
+logger = logging.get_logger(__name__)  # pylint: disable=invalid-name
+
+__all__ = [
+    "CrossClipKVAttnProcessor",
+    "disable_cross_clip_kv_cache",
+    "enable_cross_clip_kv_cache",
+    "get_cross_clip_kv_cache",
+]
+
+
+def _apply_rotary_emb(hidden_states: torch.Tensor, freqs_cos: torch.Tensor, freqs_sin: torch.Tensor) -> torch.Tensor:
+    # Identical to the closure inside diffusers' `WanAttnProcessor.__call__` (interleaved real rotation).
+    x1, x2 = hidden_states.unflatten(-1, (-1, 2)).unbind(-1)
+    cos = freqs_cos[..., 0::2]
+    sin = freqs_sin[..., 1::2]
+    out = torch.empty_like(hidden_states)
+    out[..., 0::2] = x1 * cos - x2 * sin
+    out[..., 1::2] = x1 * sin + x2 * cos
+    return out.type_as(hidden_states)
+
+
+class CrossClipKVAttnProcessor:
+    r"""
+    Self-attention processor for `WanAttention` (`attn1`) with a cross-clip KV cache.
+
+    With no history selected (or while recording in `"clean"` mode) it computes exactly what diffusers'
+    `WanAttnProcessor` computes. With history selected, the current queries attend to `[K_hist..., K_cur]` /
+    `[V_hist..., V_cur]` in one softmax: bidirectional inside the current clip, causal across clips. History keys
+    carry the RoPE of their own clip's positions, current keys/queries the current clip's (set by the transformer's
+    rotary embedding, e.g. under `rope_frame_offset`), so attention sees true relative distances.
+
+    Args:
+        cache (`CrossClipKVCache`): The shared cache of the transformer.
+        block_index (`int`): Index of the block whose `attn1` this processor serves.
+        previous_processor (`object`, *optional*): The processor it replaced, restored by `disable_cross_clip_kv_cache`.
+    """
+
+    _attention_backend = None
+    _parallel_config = None
+
+    def __init__(self, cache: CrossClipKVCache, block_index: int, previous_processor: object | None = None) -> None:
+        if not hasattr(F, "scaled_dot_product_attention"):
+            raise ImportError("CrossClipKVAttnProcessor requires PyTorch 2.0 or higher.")
+        self.cache = cache
+        self.block_index = block_index
+        self.previous_processor = previous_processor
+
+    def __call__(
+        self,
+        attn: nn.Module,
+        hidden_states: torch.Tensor,
+        encoder_hidden_states: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        rotary_emb: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> torch.Tensor:
+        if encoder_hidden_states is not None:
+            raise ValueError(
+                "`CrossClipKVAttnProcessor` serves self-attention (`attn1`) only; it got `encoder_hidden_states`."
+            )
+        query, key, value = _get_qkv_projections(attn, hidden_states, None)
+
+        query = attn.norm_q(query)
+        key = attn.norm_k(key)
+
+        query = query.unflatten(2, (attn.heads, -1))
+        key = key.unflatten(2, (attn.heads, -1))
+        value = value.unflatten(2, (attn.heads, -1))
+
+        if rotary_emb is not None:
+            query = _apply_rotary_emb(query, *rotary_emb)
+            key = _apply_rotary_emb(key, *rotary_emb)
+
+        all_key, all_value = self.cache.attention_kv(
+            self.block_index, key, value, context_parallel=self._parallel_config is not None
+        )
+        with_history = all_key is not key
+        if with_history and attention_mask is not None:
+            raise NotImplementedError("`attention_mask` is not supported together with cross-clip history.")
+
+        hidden_states = dispatch_attention_fn(
+            query,
+            all_key,
+            all_value,
+            attn_mask=attention_mask,
+            dropout_p=0.0,
+            is_causal=False,
+            backend=self._attention_backend,
+            parallel_config=None if with_history else self._parallel_config,
+        )
+        hidden_states = hidden_states.flatten(2, 3)
+        hidden_states = hidden_states.type_as(query)
+
+        hidden_states = attn.to_out[0](hidden_states)
+        hidden_states = attn.to_out[1](hidden_states)
+        return hidden_states
+
+
+def _blocks(transformer: nn.Module) -> nn.ModuleList:
+    blocks = getattr(transformer, "blocks", None)
+    if not isinstance(blocks, nn.ModuleList) or not all(hasattr(b, "attn1") for b in blocks):
+        raise TypeError(
+            f"`transformer` must be a Wan-style transformer with `blocks[i].attn1` (e.g. `WanTransformer3DModel`), "
+            f"got {type(transformer).__name__}."
+        )
+    return blocks
+
+
+def get_cross_clip_kv_cache(transformer: nn.Module) -> CrossClipKVCache | None:
+    """The `CrossClipKVCache` installed on `transformer`, or `None`."""
+    for block in _blocks(unwrap_module(transformer)):
+        processor = block.attn1.processor
+        if isinstance(processor, CrossClipKVAttnProcessor):
+            return processor.cache
+    return None
+
+
+class _TokenGridHook:
+    """Forward pre-hook of the transformer: reports the patched `(frames, height, width)` grid to the cache."""
+
+    def __init__(self, cache: CrossClipKVCache, patch_size: tuple[int, int, int]) -> None:
+        self.cache = cache
+        self.patch_size = tuple(patch_size)
+
+    def __call__(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
+        hidden_states = kwargs.get("hidden_states", args[0] if args else None)
+        if isinstance(hidden_states, torch.Tensor) and hidden_states.ndim == 5:
+            p_t, p_h, p_w = self.patch_size
+            _, _, frames, height, width = hidden_states.shape
+            self.cache.set_token_grid(frames // p_t, height // p_h, width // p_w)
+
+
+def enable_cross_clip_kv_cache(
+    transformer: nn.Module, config: CrossClipKVCacheConfig | None = None
+) -> CrossClipKVCache:
+    r"""
+    Install `CrossClipKVAttnProcessor` on `attn1` of the cached blocks of a Wan transformer.
+
+    Idempotent: enabling again with an equal config returns the installed cache unchanged. The processors it replaces
+    are kept and restored exactly by `disable_cross_clip_kv_cache`; their attention backend (and parallel config) carry
+    over, and `transformer.set_attention_backend(...)` called later reaches the new processors too.
+
+    Args:
+        transformer (`WanTransformer3DModel`): The transformer (compiled modules are unwrapped).
+        config (`CrossClipKVCacheConfig`, *optional*): Defaults to `CrossClipKVCacheConfig()`.
+
+    Returns:
+        `CrossClipKVCache`: The cache shared by the installed processors.
+    """
+    if config is None:
+        config = CrossClipKVCacheConfig()
+    if not isinstance(config, CrossClipKVCacheConfig):
+        raise TypeError(f"`config` must be a `CrossClipKVCacheConfig`, got {type(config).__name__}.")
+    transformer = unwrap_module(transformer)
+    blocks = _blocks(transformer)
+    existing = get_cross_clip_kv_cache(transformer)
+    if existing is not None:
+        if existing.config == config:
+            return existing
+        raise ValueError(
+            "A cross-clip KV cache with a different config is already installed on `transformer`; call "
+            "`disable_cross_clip_kv_cache(transformer)` first."
+        )
+    block_indices = config.resolve_blocks(len(blocks))
+    cache = CrossClipKVCache(config, block_indices)
+    for index in block_indices:
+        attn = blocks[index].attn1
+        previous = attn.processor
+        processor = CrossClipKVAttnProcessor(cache, index, previous_processor=previous)
+        processor._attention_backend = getattr(previous, "_attention_backend", None)
+        processor._parallel_config = getattr(previous, "_parallel_config", None)
+        attn.set_processor(processor)
+    patch_size = getattr(getattr(transformer, "config", None), "patch_size", None) or transformer.rope.patch_size
+    cache._grid_hook_handle = transformer.register_forward_pre_hook(
+        _TokenGridHook(cache, patch_size), with_kwargs=True
+    )
+    logger.debug(f"Cross-clip KV cache enabled on blocks {list(block_indices)}.")
+    return cache
+
+
+def disable_cross_clip_kv_cache(transformer: nn.Module) -> None:
+    """Remove the cross-clip KV processors, restore the processors they replaced, and free the cache. No-op if absent."""
+    transformer = unwrap_module(transformer)
+    cache = None
+    for block in _blocks(transformer):
+        processor = block.attn1.processor
+        if isinstance(processor, CrossClipKVAttnProcessor):
+            cache = processor.cache
+            previous = processor.previous_processor
+            # An attention backend set while our processor was installed applies to the restored one as well.
+            if previous is not None and hasattr(previous, "_attention_backend"):
+                previous._attention_backend = processor._attention_backend
+            block.attn1.set_processor(previous)
+    if cache is not None:
+        if cache._grid_hook_handle is not None:
+            cache._grid_hook_handle.remove()
+            cache._grid_hook_handle = None
+        cache.clear()
