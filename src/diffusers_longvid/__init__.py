@@ -31,6 +31,7 @@ _LAZY_IMPORTS: dict[str, str] = {
     "LongVideoPipelineOutput": "pipelines.longvideo.pipeline_output",
     "LongVideoClip": "pipelines.longvideo.pipeline_output",
     "StreamingVideoWriter": "video_io",
+    "GenerationState": "pipelines.longvideo.state",
     # extension model
     "convert_t2v_to_extension": "extension",
     "prepare_extension_condition": "extension",

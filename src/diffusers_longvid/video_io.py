@@ -10,6 +10,8 @@ everything appended so far is kept.
 from __future__ import annotations
 
 import os
+import subprocess
+import tempfile
 from collections.abc import Sequence
 from types import TracebackType
 from typing import Any
@@ -19,7 +21,7 @@ import PIL.Image
 
 from .utils import require
 
-__all__ = ["StreamingVideoWriter", "read_video", "to_uint8_frames", "write_video"]
+__all__ = ["StreamingVideoWriter", "concat_videos", "read_video", "to_uint8_frames", "write_video"]
 
 
 def to_uint8_frames(frames: Any, batch_index: int | None = None) -> np.ndarray:
@@ -188,3 +190,43 @@ def read_video(path: str | os.PathLike) -> np.ndarray:
     if not frames:
         return np.zeros((0, 0, 0, 3), dtype=np.uint8)
     return np.stack(frames)
+
+
+def concat_videos(paths: Sequence[str | os.PathLike], path: str | os.PathLike) -> str:
+    r"""
+    Join video files of the same codec, size and frame rate (e.g. the per-clip segments of a resumable
+    `longvid generate`) into one, by stream copy: nothing is re-encoded, so the result decodes to exactly the
+    segments' frames, one after the other. The output replaces `path` atomically. Returns the path.
+
+    Args:
+        paths (`Sequence[str | os.PathLike]`): The segments, in order (at least one).
+        path (`str` or `os.PathLike`): The output file; its container follows its extension.
+    """
+    if not paths:
+        raise ValueError("`paths` must name at least one video.")
+    missing = [os.fspath(p) for p in paths if not os.path.isfile(p)]
+    if missing:
+        raise ValueError(f"`paths` holds files that do not exist: {missing}.")
+    imageio_ffmpeg = require("imageio_ffmpeg", "Joining mp4 videos")
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    root, ext = os.path.splitext(path)
+    tmp = f"{root}.partial{ext}"
+    with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False, encoding="utf-8") as listing:
+        for segment in paths:
+            # the concat demuxer's quoting: inside '...', a quote is written '\''
+            quoted = os.path.abspath(os.fspath(segment)).replace("'", "'\\''")
+            listing.write(f"file '{quoted}'\n")
+    try:
+        command = [imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-loglevel", "error", "-f", "concat", "-safe", "0"]
+        command += ["-i", listing.name, "-c", "copy", "-map", "0", tmp]
+        result = subprocess.run(command, capture_output=True, text=True)
+        if result.returncode != 0:
+            raise RuntimeError(f"ffmpeg could not join {len(paths)} videos into {path!r}: {result.stderr.strip()}")
+        os.replace(tmp, path)
+    finally:
+        os.unlink(listing.name)
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path

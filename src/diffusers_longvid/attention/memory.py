@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any
 
+import torch
 from diffusers.utils import logging
 from torch import nn
 from typing_extensions import Self
@@ -203,6 +204,44 @@ class ClipMemory:
         held = self._cache.stored_clips()
         if len(held) > self._planner.max_cached_clips or held != list(self._planner.held):
             raise RuntimeError(f"KV memory out of sync with the plan: holds {held}, plan {self._planner.held}.")
+
+    # ------------------------------------------------------------------ saving and restoring (resumable generation)
+    def export_state(self) -> dict[str, Any] | None:
+        """The memory between two clips: `{"planner": planner state (JSON), "cache": CrossClipKVCache.export_state()}`.
+
+        The K/V tensors are the stored ones (not copies). `None` when inactive. `import_state` continues from it.
+        """
+        if not self.active:
+            return None
+        if self._current is not None:
+            raise RuntimeError(f"Clip {self._current} has not ended; export the state between clips.")
+        return {"planner": self._planner.state_dict(), "cache": self._cache.export_state()}
+
+    def import_state(self, state: dict[str, Any], device: torch.device | str | None = None) -> None:
+        """Continue a video from `export_state()` (instead of `plan(...)`): the next clip is the first unfinished one.
+
+        Args:
+            state (`dict`): `export_state()` output, possibly after a save/load round trip.
+            device (`torch.device` or `str`, *optional*):
+                Device of the transformer's forwards, where the K/V go unless the config offloads them to the CPU.
+
+        Raises:
+            `ValueError`: if the state does not fit this memory (other `kv_cache_clips` / `max_cached_clips`, other
+                cached blocks or recorded frames) or its K/V disagree with its plan.
+        """
+        if not self.active:
+            raise ValueError("This `ClipMemory` is inactive (`kv_cache_clips=0`); it cannot take a saved state.")
+        if self._current is not None:
+            raise RuntimeError(f"Clip {self._current} has not ended; call `end_clip({self._current})` first.")
+        if not isinstance(state, dict) or "planner" not in state or "cache" not in state:
+            raise ValueError("`state` must be a `ClipMemory.export_state()` dict.")
+        self._planner.load_state_dict(state["planner"])
+        self._cache.import_state(state["cache"], device=device)
+        stored, held = self._cache.stored_clips(), list(self._planner.held)
+        if stored != held:
+            self._cache.clear()
+            raise ValueError(f"`state` holds K/V of clips {stored}, but its plan holds clips {held}.")
+        self._planned = True
 
     # ------------------------------------------------------------------ reporting
     def plan_summary(self) -> list[dict[str, Any]]:

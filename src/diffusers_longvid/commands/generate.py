@@ -4,6 +4,11 @@
 Next to `video.mp4` it writes `video.json` (rewritten after every clip): the prompts, seed, settings, per-clip
 timings and frame ranges, and the KV storage plan. A stopped job keeps the clips it finished, and its sidecar says
 which.
+
+With `--state-dir DIR` the job is resumable: after every clip the pipeline's `GenerationState` is saved in `DIR`,
+each clip is encoded as its own segment (`DIR/segments/`) and the mp4 is re-joined from the segments by stream copy.
+`longvid generate --resume DIR` continues an interrupted job with its saved arguments and gives the same mp4, frame
+for frame, as an uninterrupted run.
 """
 
 from __future__ import annotations
@@ -17,6 +22,35 @@ from pathlib import Path
 from typing import Any
 
 _DTYPES = ("auto", "float32", "bfloat16", "float16")
+# the arguments saved by a resumable job and restored by --resume (tau_low / tau_high as resolved for the scheduler)
+_SAVED_ARGS = (
+    "model",
+    "negative_prompt",
+    "image",
+    "video",
+    "height",
+    "width",
+    "num_frames",
+    "num_condition_frames",
+    "num_inference_steps",
+    "guidance_scale",
+    "seed",
+    "out",
+    "fps",
+    "tau_low",
+    "tau_high",
+    "kv_cache_clips",
+    "max_cached_clips",
+    "max_sequence_length",
+    "device",
+    "dtype",
+    "cpu_offload",
+)
+# may differ on --resume: where the mp4 goes and where the job runs do not change the video
+_OVERRIDABLE_ON_RESUME = ("out", "device", "cpu_offload")
+_PATH_ARGS = ("image", "video", "out")
+_JOB_FILE = "cli.json"
+_SEGMENTS_DIR = "segments"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -31,15 +65,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--model",
-        required=True,
+        default=None,
         help="Local folder or Hub id of a pipeline (an extension model, or a stock Wan2.1 T2V checkpoint for the "
-        "training-free mode); `toy` uses the built-in toy preset.",
+        "training-free mode); `toy` uses the built-in toy preset. Required unless --resume.",
     )
-    source = parser.add_mutually_exclusive_group(required=True)
+    source = parser.add_mutually_exclusive_group()
     source.add_argument(
         "--prompts-file",
         type=Path,
-        help="Text file with one clip prompt per line (blank lines and lines starting with # are skipped).",
+        help="Text file with one clip prompt per line (blank lines and lines starting with # are skipped). This or "
+        "--prompt is required unless --resume.",
     )
     source.add_argument("--prompt", help="One prompt used for every clip (see --num-clips).")
     parser.add_argument("--num-clips", type=int, default=None, help="Number of clips with --prompt (default 1).")
@@ -93,7 +128,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--cpu-offload", action="store_true", help="Use `enable_model_cpu_offload` (GPU memory saver)."
     )
-    parser.set_defaults(func=run)
+    resumable = parser.add_mutually_exclusive_group()
+    resumable.add_argument(
+        "--state-dir",
+        type=Path,
+        default=None,
+        help="Make the job resumable: save the generation state (RNG, condition frames, KV cache and plan, latents) "
+        "and a video segment per clip in this folder after every clip; the mp4 is joined from the segments.",
+    )
+    resumable.add_argument(
+        "--resume",
+        type=Path,
+        default=None,
+        metavar="STATE_DIR",
+        help="Continue the interrupted job whose --state-dir was STATE_DIR (or a folder holding it as `state/`), "
+        "with its saved arguments; other flags may only change --out, --device and --cpu-offload.",
+    )
+    # what an explicitly given flag is compared with on --resume
+    defaults = {name: parser.get_default(name) for name in _SAVED_ARGS}
+    parser.set_defaults(func=run, _generate_defaults=defaults)
 
 
 def _read_prompts(args: argparse.Namespace) -> list[str]:
@@ -130,14 +183,89 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
+def _find_state_dir(path: Path) -> Path:
+    from ..pipelines.longvideo.state import GenerationState
+
+    for candidate in (path, path / "state"):
+        if GenerationState.exists(candidate):
+            if not (candidate / _JOB_FILE).is_file():
+                raise ValueError(
+                    f"`--resume` {str(candidate)!r} holds a generation state but no {_JOB_FILE}: it was not written "
+                    "by `longvid generate --state-dir`; resume it from Python with `generate_clips(..., resume=True)`."
+                )
+            return candidate
+    raise ValueError(f"`--resume` {str(path)!r} holds no generation state (no state.json there or in `state/`).")
+
+
+def _saved_job(args: argparse.Namespace) -> tuple[Path, dict[str, Any]]:
+    """The state folder and the saved arguments of the job that `--resume` continues, with the allowed overrides."""
+    state_dir = _find_state_dir(args.resume)
+    job = json.loads((state_dir / _JOB_FILE).read_text(encoding="utf-8"))
+    saved = job["args"]
+    defaults = args._generate_defaults
+    conflicts = []
+    for name in _SAVED_ARGS:
+        given = getattr(args, name)
+        if given == defaults[name]:
+            continue  # not given on the command line (or given as the default): the saved value is used
+        given = _saved_value(name, given)
+        if name in _OVERRIDABLE_ON_RESUME:
+            saved[name] = given
+        elif given != saved[name]:
+            conflicts.append(f"--{name.replace('_', '-')} {given} (saved: {saved[name]})")
+    if args.prompt is not None or args.prompts_file is not None:
+        if _read_prompts(args) != job["prompts"]:
+            conflicts.append("the prompts (saved: " + json.dumps(job["prompts"])[:80] + ")")
+    if conflicts:
+        raise ValueError(
+            f"`--resume` continues the saved job with its own arguments; these differ: {'; '.join(conflicts)}. Drop "
+            "them, or start a new job with a new --state-dir."
+        )
+    job["args"] = saved
+    return state_dir, job
+
+
+def _new_job(args: argparse.Namespace) -> dict[str, Any]:
+    if args.model is None:
+        raise ValueError("`--model` is required (unless `--resume`).")
+    if args.prompt is None and args.prompts_file is None:
+        raise ValueError("One of `--prompts-file` or `--prompt` is required (unless `--resume`).")
+    prompts = _read_prompts(args)
+    if args.state_dir is not None:
+        from ..pipelines.longvideo.state import GenerationState
+
+        if GenerationState.exists(args.state_dir):
+            raise ValueError(
+                f"`--state-dir` {str(args.state_dir)!r} already holds the state of a job: continue it with "
+                f"`longvid generate --resume {args.state_dir}`, or choose an empty folder."
+            )
+    saved = {name: _saved_value(name, getattr(args, name)) for name in _SAVED_ARGS}
+    return {"args": saved, "prompts": prompts, "resumes": []}
+
+
+def _saved_value(name: str, value: Any) -> Any:
+    # paths are saved absolute, so that `--resume` works from any working directory
+    if value is None or (name not in _PATH_ARGS and name != "model"):
+        return value
+    path = Path(value)
+    if name == "model" and not path.exists():
+        return value  # a Hub id or `toy`
+    return str(path.resolve())
+
+
 def run(args: argparse.Namespace) -> int:
     try:
-        prompts = _read_prompts(args)
-        model_path = _resolve_model(args.model)
-        if args.image is not None and args.video is not None:
+        if args.resume is not None:
+            state_dir, job = _saved_job(args)
+        else:
+            state_dir, job = args.state_dir, _new_job(args)
+        opts = argparse.Namespace(**job["args"])
+        prompts = job["prompts"]
+        model_path = _resolve_model(opts.model)
+        if opts.image is not None and opts.video is not None:
             raise ValueError("Pass either `--image` or `--video`, not both.")
-        for flag, path in (("--image", args.image), ("--video", args.video)):
-            if path is not None and not path.is_file():
+        for flag, path in (("--image", opts.image), ("--video", opts.video)):
+            if path is not None and not Path(path).is_file():
                 raise ValueError(f"`{flag}` {str(path)!r} does not exist.")
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
@@ -147,10 +275,10 @@ def run(args: argparse.Namespace) -> int:
 
     from ..pipelines.longvideo.pipeline_longvideo_extension import LongVideoExtensionPipeline
     from ..schedulers.scheduling_trflow import TRFlowScheduler
-    from ..video_io import StreamingVideoWriter
+    from ..video_io import StreamingVideoWriter, concat_videos, write_video
 
-    device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
-    dtype_name = args.dtype if args.dtype != "auto" else ("bfloat16" if str(device).startswith("cuda") else "float32")
+    device = ("cuda" if torch.cuda.is_available() else "cpu") if opts.device == "auto" else opts.device
+    dtype_name = opts.dtype if opts.dtype != "auto" else ("bfloat16" if str(device).startswith("cuda") else "float32")
     dtype = getattr(torch, dtype_name)
 
     print(f"Loading {model_path} ({dtype_name}, {device}) ...")
@@ -159,65 +287,64 @@ def run(args: argparse.Namespace) -> int:
             model_path, torch_dtype={"default": dtype, "vae": torch.float32}
         )
     except (OSError, ValueError) as error:
-        print(f"error: could not load a pipeline from `--model {args.model}`: {error}", file=sys.stderr)
+        print(f"error: could not load a pipeline from `--model {opts.model}`: {error}", file=sys.stderr)
         return 2
 
     # T-RFlow: keep the scheduler's window unless overridden; a non-T-RFlow scheduler is converted (paper defaults)
     scheduler = pipe.scheduler
     if isinstance(scheduler, TRFlowScheduler):
-        tau_low = scheduler.config.tau_low if args.tau_low is None else args.tau_low
-        tau_high = scheduler.config.tau_high if args.tau_high is None else args.tau_high
+        tau_low = scheduler.config.tau_low if opts.tau_low is None else opts.tau_low
+        tau_high = scheduler.config.tau_high if opts.tau_high is None else opts.tau_high
     else:
-        tau_low = 0.3 if args.tau_low is None else args.tau_low
-        tau_high = 0.7 if args.tau_high is None else args.tau_high
+        tau_low = 0.3 if opts.tau_low is None else opts.tau_low
+        tau_high = 0.7 if opts.tau_high is None else opts.tau_high
+    opts.tau_low, opts.tau_high = float(tau_low), float(tau_high)
     try:
-        pipe.scheduler = TRFlowScheduler.from_config(
-            scheduler.config, tau_low=float(tau_low), tau_high=float(tau_high)
-        )
+        pipe.scheduler = TRFlowScheduler.from_config(scheduler.config, tau_low=opts.tau_low, tau_high=opts.tau_high)
     except (TypeError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    if args.cpu_offload:
+    if opts.cpu_offload:
         pipe.enable_model_cpu_offload(device=device)
     else:
         pipe.to(device)
 
     image = video = None
-    if args.image is not None:
+    if opts.image is not None:
         from diffusers.utils import load_image
 
-        image = load_image(str(args.image))
-    if args.video is not None:
+        image = load_image(str(opts.image))
+    if opts.video is not None:
         from diffusers.utils import load_video
 
-        video = load_video(str(args.video))
+        video = load_video(str(opts.video))
 
-    out_path = args.out
+    out_path = Path(opts.out)
     sidecar_path = out_path.with_suffix(".json")
     settings = {
-        "height": args.height,
-        "width": args.width,
-        "num_frames": args.num_frames,
-        "num_condition_frames": args.num_condition_frames,
-        "num_inference_steps": args.num_inference_steps,
-        "guidance_scale": args.guidance_scale,
-        "tau_low": float(tau_low),
-        "tau_high": float(tau_high),
-        "kv_cache_clips": pipe.config.kv_cache_clips if args.kv_cache_clips is None else args.kv_cache_clips,
-        "max_cached_clips": pipe.config.max_cached_clips if args.max_cached_clips is None else args.max_cached_clips,
-        "max_sequence_length": args.max_sequence_length,
-        "fps": args.fps,
+        "height": opts.height,
+        "width": opts.width,
+        "num_frames": opts.num_frames,
+        "num_condition_frames": opts.num_condition_frames,
+        "num_inference_steps": opts.num_inference_steps,
+        "guidance_scale": opts.guidance_scale,
+        "tau_low": opts.tau_low,
+        "tau_high": opts.tau_high,
+        "kv_cache_clips": pipe.config.kv_cache_clips if opts.kv_cache_clips is None else opts.kv_cache_clips,
+        "max_cached_clips": pipe.config.max_cached_clips if opts.max_cached_clips is None else opts.max_cached_clips,
+        "max_sequence_length": opts.max_sequence_length,
+        "fps": opts.fps,
         "device": str(device),
         "dtype": dtype_name,
         "conditioning_mode": pipe.conditioning_mode,
-        "image": str(args.image) if args.image is not None else None,
-        "video": str(args.video) if args.video is not None else None,
+        "image": opts.image,
+        "video": opts.video,
     }
     record: dict[str, Any] = {
-        "model": args.model,
+        "model": opts.model,
         "prompts": prompts,
-        "negative_prompt": args.negative_prompt,
-        "seed": args.seed,
+        "negative_prompt": opts.negative_prompt,
+        "seed": opts.seed,
         "settings": settings,
         "video": out_path.name,
         "num_frames_written": 0,
@@ -226,46 +353,92 @@ def run(args: argparse.Namespace) -> int:
         "kv_plan": [],
     }
 
+    resumed = None
+    if state_dir is not None:
+        from ..pipelines.longvideo.state import GenerationState
+
+        record["state_dir"] = str(state_dir)
+        if args.resume is not None:
+            resumed = GenerationState.load(state_dir)
+            job["resumes"].append(resumed.num_clips_done)
+            # the sidecar continues: the finished clips as the state saved them
+            record["clips"] = [dict(info) for info in resumed.clips]
+            record["kv_plan"] = [dict(entry) for entry in resumed.kv_plan]
+            record["num_frames_written"] = resumed.next_frame
+        record["resumed_at_clips"] = list(job["resumes"])
+
+    segments = None if state_dir is None else Path(state_dir) / _SEGMENTS_DIR
+
+    def write_segment(_pipe, clip_index: int, frames, info: dict[str, Any]) -> None:
+        # runs before the pipeline saves its state: a clip in the state always has its segment
+        write_video(frames[0], segments / f"clip_{clip_index:05d}.mp4", fps=opts.fps)
+
     try:
         clips = pipe.generate_clips(
             prompt=prompts,
-            negative_prompt=args.negative_prompt,
+            negative_prompt=opts.negative_prompt,
             image=image,
             video=video,
-            height=args.height,
-            width=args.width,
-            num_frames=args.num_frames,
-            num_condition_frames=args.num_condition_frames,
-            num_inference_steps=args.num_inference_steps,
-            guidance_scale=args.guidance_scale,
-            generator=torch.Generator("cpu").manual_seed(args.seed),
+            height=opts.height,
+            width=opts.width,
+            num_frames=opts.num_frames,
+            num_condition_frames=opts.num_condition_frames,
+            num_inference_steps=opts.num_inference_steps,
+            guidance_scale=opts.guidance_scale,
+            generator=torch.Generator("cpu").manual_seed(opts.seed),
             output_type="np",
-            max_sequence_length=args.max_sequence_length,
-            kv_cache_clips=args.kv_cache_clips,
-            max_cached_clips=args.max_cached_clips,
+            max_sequence_length=opts.max_sequence_length,
+            kv_cache_clips=opts.kv_cache_clips,
+            max_cached_clips=opts.max_cached_clips,
+            callback_on_clip_end=write_segment if segments is not None else None,
+            state_dir=state_dir,
+            resume=resumed is not None,
         )
     except (TypeError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    if state_dir is not None:
+        job["args"] = vars(opts)
+        _write_json(Path(state_dir) / _JOB_FILE, job)
 
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    total = args.num_frames + (len(prompts) - 1) * (args.num_frames - args.num_condition_frames)
-    print(f"Generating {len(prompts)} clips ({total} frames) to {out_path} ...")
+    total = opts.num_frames + (len(prompts) - 1) * (opts.num_frames - opts.num_condition_frames)
+    first = 0 if resumed is None else resumed.num_clips_done
+    action = "Generating" if resumed is None else f"Resuming at clip {first + 1} of"
+    print(f"{action} {len(prompts)} clips ({total} frames) to {out_path} ...")
     start = time.perf_counter()
     _write_json(sidecar_path, record)
-    with StreamingVideoWriter(out_path, fps=args.fps) as writer:
-        for clip in clips:
-            writer.append(clip.frames[0])
-            record["clips"].append(clip.info)
-            record["kv_plan"] = clip.kv_plan
-            record["num_frames_written"] = writer.num_frames
-            _write_json(sidecar_path, record)
-            print(
-                f"clip {clip.clip_index + 1}/{len(prompts)}: frames {clip.frame_range[0]}-{clip.frame_range[1] - 1} "
-                f"in {clip.seconds:.1f} s, attends {clip.attends}"
-            )
+    try:
+        if segments is None:
+            with StreamingVideoWriter(out_path, fps=opts.fps) as writer:
+                for clip in clips:
+                    writer.append(clip.frames[0])
+                    _clip_done(record, clip, writer.num_frames, sidecar_path, len(prompts))
+        else:
+            for clip in clips:
+                # one segment per clip (written by `write_segment`), joined without re-encoding
+                concat_videos([segments / f"clip_{n:05d}.mp4" for n in range(clip.clip_index + 1)], out_path)
+                _clip_done(record, clip, clip.frame_range[1], sidecar_path, len(prompts))
+            if first == len(prompts):  # resumed a job that had finished every clip
+                concat_videos([segments / f"clip_{n:05d}.mp4" for n in range(len(prompts))], out_path)
+    except KeyboardInterrupt:
+        done = len(record["clips"])
+        hint = f" Continue with `longvid generate --resume {state_dir}`." if state_dir is not None else ""
+        print(f"\nInterrupted after {done} of {len(prompts)} clips; {out_path} holds them.{hint}", file=sys.stderr)
+        return 130
     record["finished"] = True
     record["total_seconds"] = time.perf_counter() - start
     _write_json(sidecar_path, record)
     print(f"Wrote {out_path} ({record['num_frames_written']} frames) and {sidecar_path}.")
     return 0
+
+
+def _clip_done(record: dict[str, Any], clip, num_frames_written: int, sidecar_path: Path, num_clips: int) -> None:
+    record["clips"].append(clip.info)
+    record["kv_plan"] = clip.kv_plan
+    record["num_frames_written"] = num_frames_written
+    _write_json(sidecar_path, record)
+    print(
+        f"clip {clip.clip_index + 1}/{num_clips}: frames {clip.frame_range[0]}-{clip.frame_range[1] - 1} "
+        f"in {clip.seconds:.1f} s, attends {clip.attends}"
+    )

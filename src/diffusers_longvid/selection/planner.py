@@ -61,6 +61,21 @@ class ClipPlan:
             "evicted": list(self.evicted),
         }
 
+    def to_state(self) -> dict[str, Any]:
+        """`to_dict()` plus `"wanted"`: everything needed to rebuild the entry with `from_state`."""
+        return {**self.to_dict(), "wanted": list(self.wanted)}
+
+    @classmethod
+    def from_state(cls, data: dict[str, Any]) -> ClipPlan:
+        """Inverse of `to_state` (a `to_dict()` without `"wanted"` takes `wanted = attends`)."""
+        try:
+            attends = tuple(int(c) for c in data["attends"])
+            wanted = tuple(int(c) for c in data.get("wanted", attends))
+            evicted = tuple(int(c) for c in data["evicted"])
+            return cls(int(data["clip"]), str(data["prompt"]), wanted, attends, bool(data["stored"]), evicted)
+        except (KeyError, TypeError, ValueError) as error:
+            raise ValueError(f"Not a `ClipPlan` state: {data!r} ({error}).") from None
+
 
 @dataclass(frozen=True)
 class KVPlan:
@@ -190,6 +205,49 @@ class KVStoragePlanner:
     def held(self) -> tuple[int, ...]:
         """Clips held now."""
         return tuple(sorted(self._held))
+
+    def state_dict(self) -> dict[str, Any]:
+        """The planner's progress through a video, JSON-serialisable: mode, limits, the offline plan, the finished
+        clips and the held ones. `load_state_dict` restores it (e.g. to resume an interrupted generation). The
+        selector is not part of it; resume with a selector of the same config."""
+        if self._current is not None:
+            raise RuntimeError(f"Clip {self._current[0]} has not ended; save the state between clips.")
+        return {
+            "mode": "streaming" if self._plan is None else "offline",
+            "kv_cache_clips": self.kv_cache_clips,
+            "max_cached_clips": self.max_cached_clips,
+            "plan": None if self._plan is None else [entry.to_state() for entry in self._plan.clips],
+            "history": [entry.to_state() for entry in self._history],
+            "held": {str(clip): prompt for clip, prompt in sorted(self._held.items())},
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue the video saved by `state_dict()`: the next clip is `len(state["history"])`.
+
+        Raises:
+            `ValueError`: if the state was saved with other `kv_cache_clips` / `max_cached_clips`, or is malformed.
+        """
+        if not isinstance(state, dict) or state.get("mode") not in ("offline", "streaming"):
+            raise ValueError("`state` must be a `KVStoragePlanner.state_dict()`.")
+        for name in ("kv_cache_clips", "max_cached_clips"):
+            if state.get(name) != getattr(self, name):
+                raise ValueError(
+                    f"`state` was saved with `{name}={state.get(name)}`, but this planner has "
+                    f"`{name}={getattr(self, name)}`."
+                )
+        history = [ClipPlan.from_state(entry) for entry in state["history"]]
+        if [entry.clip for entry in history] != list(range(len(history))):
+            raise ValueError("`state['history']` must hold clips 0, 1, 2, ... in order.")
+        plan = None
+        if state["mode"] == "offline":
+            entries = tuple(ClipPlan.from_state(entry) for entry in state["plan"])
+            if [entry.clip for entry in entries] != list(range(len(entries))) or len(entries) < len(history):
+                raise ValueError("`state['plan']` must hold clips 0, 1, 2, ... and cover the finished ones.")
+            plan = KVPlan(entries, self.kv_cache_clips, self.max_cached_clips)
+        self._plan = plan
+        self._history = history
+        self._held = {int(clip): str(prompt) for clip, prompt in state["held"].items()}
+        self._current = None
 
     def begin_clip(self, clip_index: int, prompt: str) -> tuple[int, ...]:
         """The history clips clip `clip_index` attends (ascending). Clips must come in order 0, 1, 2, ..."""

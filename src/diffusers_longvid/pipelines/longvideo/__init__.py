@@ -9,6 +9,7 @@ _LAZY_IMPORTS = {
     "LongVideoExtensionPipeline": "pipeline_longvideo_extension",
     "LongVideoClip": "pipeline_output",
     "LongVideoPipelineOutput": "pipeline_output",
+    "GenerationState": "state",
 }
 
 __all__ = sorted(_LAZY_IMPORTS)

@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import itertools
 import numbers
+import os
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack, nullcontext
@@ -30,6 +32,7 @@ from transformers import AutoTokenizer, PreTrainedModel
 from ...attention.rope import rope_frame_offset
 from ...extension import denormalize_latents, num_latent_frames, prepare_extension_condition
 from .pipeline_output import LongVideoClip, LongVideoPipelineOutput
+from .state import GenerationState, GenerationStateWriter, tensor_fingerprint
 
 if is_torch_xla_available():
     import torch_xla.core.xla_model as xm
@@ -615,6 +618,21 @@ class LongVideoExtensionPipeline(DiffusionPipeline, WanLoraLoaderMixin):
         """`"concat"` for a 36-channel extension transformer, `"replacement"` for a 16-channel T2V transformer."""
         return "concat" if self.transformer.config.in_channels != self.vae.config.z_dim else "replacement"
 
+    def _resolve_memory_options(self, clip_selector, kv_cache_config):
+        """The selector and KV-cache config of a call: the given ones, else the pipeline's (`None` = the memory's
+        default)."""
+        if clip_selector is None:
+            clip_selector = self._clip_selector
+        if clip_selector is None and self.config.clip_selector is not None:
+            from ...selection.selectors import selector_from_config
+
+            clip_selector = self._clip_selector = selector_from_config(dict(self.config.clip_selector))
+        if kv_cache_config is None and self.config.kv_cache_config is not None:
+            from ...attention.kv_cache import CrossClipKVCacheConfig
+
+            kv_cache_config = CrossClipKVCacheConfig.from_dict(dict(self.config.kv_cache_config))
+        return clip_selector, kv_cache_config
+
     def _create_clip_memory(self, kv_cache_clips, max_cached_clips, clip_selector, kv_cache_config):
         if kv_cache_clips == 0:
             return None
@@ -628,16 +646,7 @@ class LongVideoExtensionPipeline(DiffusionPipeline, WanLoraLoaderMixin):
                     "`kv_cache_clips=0` to generate without it."
                 ) from error
             factory = ClipMemory
-        if clip_selector is None:
-            clip_selector = self._clip_selector
-        if clip_selector is None and self.config.clip_selector is not None:
-            from ...selection.selectors import selector_from_config
-
-            clip_selector = self._clip_selector = selector_from_config(dict(self.config.clip_selector))
-        if kv_cache_config is None and self.config.kv_cache_config is not None:
-            from ...attention.kv_cache import CrossClipKVCacheConfig
-
-            kv_cache_config = CrossClipKVCacheConfig.from_dict(dict(self.config.kv_cache_config))
+        clip_selector, kv_cache_config = self._resolve_memory_options(clip_selector, kv_cache_config)
         memory = factory(
             self.transformer,
             kv_cache_clips=kv_cache_clips,
@@ -679,6 +688,8 @@ class LongVideoExtensionPipeline(DiffusionPipeline, WanLoraLoaderMixin):
         max_cached_clips: int | None = None,
         clip_selector: Any = None,
         kv_cache_config: Any = None,
+        state_dir: str | os.PathLike | None = None,
+        resume: bool = False,
     ) -> Iterator[LongVideoClip]:
         r"""
         Streaming form of [`~LongVideoExtensionPipeline.__call__`]: an iterator that generates the video clip by clip
@@ -690,7 +701,73 @@ class LongVideoExtensionPipeline(DiffusionPipeline, WanLoraLoaderMixin):
         Takes the arguments of `__call__` (except `return_dict`), and `prompt` may also be any iterable of str that
         produces one prompt per clip as the video goes (e.g. an interactive or endless script); the KV storage plan
         then runs in streaming mode.
+
+        With `state_dir`, the [`~diffusers_longvid.pipelines.longvideo.state.GenerationState`] is saved there after
+        every finished clip (after `callback_on_clip_end`, before the clip is yielded). `resume=True` continues from
+        it: pass the same arguments as the interrupted run (a `ValueError` names any that differ); only the clips
+        not yet finished are generated and yielded, exactly as an uninterrupted run would generate them.
         """
+        clips, _ = self._start_generation(
+            prompt=prompt,
+            negative_prompt=negative_prompt,
+            num_clips=num_clips,
+            image=image,
+            video=video,
+            height=height,
+            width=width,
+            num_frames=num_frames,
+            num_condition_frames=num_condition_frames,
+            num_inference_steps=num_inference_steps,
+            guidance_scale=guidance_scale,
+            num_videos_per_prompt=num_videos_per_prompt,
+            generator=generator,
+            latents=latents,
+            output_type=output_type,
+            attention_kwargs=attention_kwargs,
+            callback_on_step_end=callback_on_step_end,
+            callback_on_step_end_tensor_inputs=callback_on_step_end_tensor_inputs,
+            callback_on_clip_end=callback_on_clip_end,
+            max_sequence_length=max_sequence_length,
+            kv_cache_clips=kv_cache_clips,
+            max_cached_clips=max_cached_clips,
+            clip_selector=clip_selector,
+            kv_cache_config=kv_cache_config,
+            state_dir=state_dir,
+            resume=resume,
+        )
+        return clips
+
+    def _start_generation(
+        self,
+        prompt,
+        negative_prompt,
+        num_clips,
+        image,
+        video,
+        height,
+        width,
+        num_frames,
+        num_condition_frames,
+        num_inference_steps,
+        guidance_scale,
+        num_videos_per_prompt,
+        generator,
+        latents,
+        output_type,
+        attention_kwargs,
+        callback_on_step_end,
+        callback_on_step_end_tensor_inputs,
+        callback_on_clip_end,
+        max_sequence_length,
+        kv_cache_clips,
+        max_cached_clips,
+        clip_selector,
+        kv_cache_config,
+        state_dir,
+        resume,
+    ) -> tuple[Iterator[LongVideoClip], GenerationState | None]:
+        """Checks the inputs (and, when resuming, the saved state) now; returns the clip iterator and the resumed
+        state (`None` for a new run)."""
         if isinstance(callback_on_step_end, (PipelineCallback, MultiPipelineCallbacks)):
             callback_on_step_end_tensor_inputs = callback_on_step_end.tensor_inputs
         kv_cache_clips = self.config.kv_cache_clips if kv_cache_clips is None else kv_cache_clips
@@ -721,6 +798,12 @@ class LongVideoExtensionPipeline(DiffusionPipeline, WanLoraLoaderMixin):
             max_cached_clips,
             allow_prompt_iterator=True,
         )
+        if not isinstance(resume, bool):
+            raise TypeError(f"`resume` must be a bool, got {type(resume).__name__}.")
+        if state_dir is not None and not isinstance(state_dir, (str, os.PathLike)):
+            raise TypeError(f"`state_dir` must be a str or an os.PathLike folder, got {type(state_dir).__name__}.")
+        if resume and state_dir is None:
+            raise ValueError("`resume=True` needs `state_dir`, the folder the interrupted run saved its state to.")
         # numpy ints are accepted above; the loop works with Python ints
         height, width, num_frames, num_condition_frames = (
             int(height),
@@ -731,12 +814,64 @@ class LongVideoExtensionPipeline(DiffusionPipeline, WanLoraLoaderMixin):
         num_inference_steps, num_videos_per_prompt = int(num_inference_steps), int(num_videos_per_prompt)
         max_sequence_length, kv_cache_clips = int(max_sequence_length), int(kv_cache_clips)
         max_cached_clips = None if max_cached_clips is None else int(max_cached_clips)
-        return self._clip_loop(
+
+        # 2. Frames conditioning the first clip (image-to-long-video / video continuation)
+        first_condition = self.prepare_first_condition(
+            image, video, height, width, num_condition_frames, num_videos_per_prompt
+        )
+
+        # 3. Resumable runs: the settings that must not change, the saved state, the generators
+        resumed = writer = settings = None
+        if state_dir is not None:
+            if resume:
+                resumed = GenerationState.load(state_dir)
+            elif GenerationState.exists(state_dir):
+                raise ValueError(
+                    f"`state_dir` {str(state_dir)!r} already holds the state of a run: pass `resume=True` to continue "
+                    "it, or choose an empty folder."
+                )
+            if getattr(self.scheduler.config, "stochastic_sampling", False):
+                logger.warning(
+                    "The scheduler samples stochastically from torch's global RNG, which the generation state does "
+                    "not save: a resumed run will not reproduce the uninterrupted one."
+                )
+            generator = self._resumable_generators(generator, resumed)
+            settings = self._generation_settings(
+                prompts=prompts,
+                negative_prompt=negative_prompt,
+                height=height,
+                width=width,
+                num_frames=num_frames,
+                num_condition_frames=num_condition_frames,
+                num_inference_steps=num_inference_steps,
+                guidance_scale=guidance_scale,
+                num_videos_per_prompt=num_videos_per_prompt,
+                generator=generator,
+                first_condition=first_condition,
+                image=image,
+                latents=latents,
+                attention_kwargs=attention_kwargs,
+                max_sequence_length=max_sequence_length,
+                kv_cache_clips=kv_cache_clips,
+                max_cached_clips=max_cached_clips,
+                clip_selector=clip_selector,
+                kv_cache_config=kv_cache_config,
+            )
+            if resumed is not None:
+                resumed.check_settings(settings)
+                device = str(self._execution_device)
+                if resumed.device is not None and resumed.device != device:
+                    logger.warning(
+                        f"Resuming on {device} a run saved on {resumed.device}: the remaining clips may differ from "
+                        "an uninterrupted run in the last bits of floating-point rounding."
+                    )
+            writer = GenerationStateWriter(state_dir, resumed)
+
+        clips = self._clip_loop(
             prompts=prompts,
             prompt_source=iter(prompts) if prompts is not None else iter(prompt),
             negative_prompt=negative_prompt,
-            image=image,
-            video=video,
+            first_condition=first_condition,
             height=height,
             width=width,
             num_frames=num_frames,
@@ -756,7 +891,104 @@ class LongVideoExtensionPipeline(DiffusionPipeline, WanLoraLoaderMixin):
             max_cached_clips=max_cached_clips,
             clip_selector=clip_selector,
             kv_cache_config=kv_cache_config,
+            resumed=resumed,
+            state_writer=writer,
+            settings=settings,
         )
+        return clips, resumed
+
+    @staticmethod
+    def _resumable_generators(generator, resumed: GenerationState | None) -> torch.Generator | list[torch.Generator]:
+        """The generator(s) of a resumable run. Every clip's noise must be reproducible from a saved RNG state, so
+        without a `generator` the run gets its own CPU generator (seeded from torch's global RNG); a resumed run
+        without one gets generators on the saved devices. Saved states are set when the clip loop starts."""
+        if resumed is None:
+            if generator is None:
+                generator = torch.Generator("cpu").manual_seed(int(torch.randint(0, 2**62, (1,)).item()))
+            return generator
+        if generator is None:
+            generators = [torch.Generator(device) for device in resumed.generator_devices]
+            return generators if resumed.settings.get("generator", {}).get("list") else generators[0]
+        for g, device in zip(generator if isinstance(generator, list) else [generator], resumed.generator_devices):
+            if torch.device(g.device).type != torch.device(device).type:
+                raise ValueError(
+                    f"`generator` is on {g.device} but the interrupted run's was on {device}: an RNG state restores "
+                    "only on the same device type."
+                )
+        return generator
+
+    def _generation_settings(
+        self,
+        prompts,
+        negative_prompt,
+        height,
+        width,
+        num_frames,
+        num_condition_frames,
+        num_inference_steps,
+        guidance_scale,
+        num_videos_per_prompt,
+        generator,
+        first_condition,
+        image,
+        latents,
+        attention_kwargs,
+        max_sequence_length,
+        kv_cache_clips,
+        max_cached_clips,
+        clip_selector,
+        kv_cache_config,
+    ) -> dict[str, Any]:
+        """What must be equal for a resumed run to continue the interrupted one exactly, keyed by argument name.
+        Model weights are not hashed (too slow for a 1.3B model); their configs, dtypes and LoRA adapters are
+        compared."""
+
+        def component(module) -> dict[str, Any]:
+            config = getattr(module, "config", {}) or {}
+            entry = {
+                "class": type(module).__name__,
+                "config": {k: v for k, v in dict(config).items() if not k.startswith("_")},
+                "dtype": str(getattr(module, "dtype", None)),
+            }
+            peft_config = getattr(module, "peft_config", None)
+            if peft_config:
+                entry["lora_adapters"] = sorted(peft_config)
+            return entry
+
+        selector, cache_config = None, None
+        if kv_cache_clips > 0:
+            selector, cache_config = self._resolve_memory_options(clip_selector, kv_cache_config)
+            if cache_config is None:
+                from ...attention.kv_cache import CrossClipKVCacheConfig
+
+                cache_config = CrossClipKVCacheConfig()
+        generators = generator if isinstance(generator, list) else [generator]
+        return {
+            "prompt": prompts,  # `None` for an iterator: its prompts are compared clip by clip
+            "negative_prompt": negative_prompt,
+            "height": height,
+            "width": width,
+            "num_frames": num_frames,
+            "num_condition_frames": num_condition_frames,
+            "num_inference_steps": num_inference_steps,
+            "guidance_scale": float(guidance_scale),
+            "num_videos_per_prompt": num_videos_per_prompt,
+            "generator": {"count": len(generators), "list": isinstance(generator, list)},
+            "image": tensor_fingerprint(first_condition) if image is not None else None,
+            "video": tensor_fingerprint(first_condition) if image is None else None,
+            "latents": tensor_fingerprint(latents),
+            "attention_kwargs": attention_kwargs,
+            "max_sequence_length": max_sequence_length,
+            "kv_cache_clips": kv_cache_clips,
+            "max_cached_clips": max_cached_clips,
+            "clip_selector": None if selector is None else selector.to_config(),
+            "kv_cache_config": None if cache_config is None else cache_config.to_dict(),
+            "condition_fill": self.config.condition_fill,
+            "scheduler": component(self.scheduler),
+            "transformer": component(self.transformer),
+            "vae": component(self.vae),
+            "text_encoder": {"class": type(self.text_encoder).__name__, "dtype": str(self.text_encoder.dtype)},
+        }
 
     def _model_input(self, latents: torch.Tensor, condition) -> torch.Tensor:
         # 36 channels: [latents | mask | condition latent]; 16 channels: the (replaced) latents themselves
@@ -901,6 +1133,40 @@ class LongVideoExtensionPipeline(DiffusionPipeline, WanLoraLoaderMixin):
                         )
         return latents
 
+    def _decode_clip(self, latents: torch.Tensor) -> torch.Tensor:
+        """One clip's (normalised) latents -> its pixel video in `[-1, 1]`, `(batch, 3, frames, height, width)`."""
+        vae_device = get_module_execution_device(self.vae)
+        return self.vae.decode(
+            denormalize_latents(self.vae, latents.to(vae_device, dtype=self.vae.dtype)), return_dict=False
+        )[0]
+
+    def _clip_frames(self, decoded: torch.Tensor, latents: torch.Tensor, dropped: int, output_type: str):
+        """The frames a clip adds to the video (its first `dropped` condition frames left out), in `output_type`."""
+        if output_type == "latent":
+            return latents.cpu()
+        frames = self.video_processor.postprocess_video(decoded[:, :, dropped:], output_type=output_type)
+        return frames.cpu() if output_type == "pt" else frames
+
+    def _finished_clips(self, state: GenerationState, output_type: str) -> Iterator[LongVideoClip]:
+        """The clips a saved state has finished, re-decoded from their saved latents (what `__call__` returns for
+        them when resuming; the same device gives the same frames)."""
+        for clip_index, info in enumerate(state.clips):
+            latents = state.clip_latents(clip_index)
+            dropped = 0 if clip_index == 0 else int(info["num_condition_frames"])
+            decoded = None if output_type == "latent" else self._decode_clip(latents)
+            yield LongVideoClip(
+                clip_index=clip_index,
+                prompt=info["prompt"],
+                frames=self._clip_frames(decoded, latents, dropped, output_type),
+                frame_range=tuple(info["frame_range"]),
+                latents=latents,
+                latent_offset=int(info["latent_offset"]),
+                num_condition_frames=int(info["num_condition_frames"]),
+                attends=list(info["attends"]),
+                seconds=float(info["seconds"]),
+                kv_plan=[dict(entry) for entry in state.kv_plan[: clip_index + 1]],
+            )
+
     def _clip_progress_bar(self, total: int | None):
         if total is not None:
             return self.progress_bar(total=total)
@@ -913,8 +1179,7 @@ class LongVideoExtensionPipeline(DiffusionPipeline, WanLoraLoaderMixin):
         prompts: list[str] | None,
         prompt_source: Iterator[str],
         negative_prompt,
-        image,
-        video,
+        first_condition: torch.Tensor | None,
         height: int,
         width: int,
         num_frames: int,
@@ -934,6 +1199,9 @@ class LongVideoExtensionPipeline(DiffusionPipeline, WanLoraLoaderMixin):
         max_cached_clips: int | None,
         clip_selector,
         kv_cache_config,
+        resumed: GenerationState | None = None,
+        state_writer: GenerationStateWriter | None = None,
+        settings: dict[str, Any] | None = None,
     ) -> Iterator[LongVideoClip]:
         self._guidance_scale = guidance_scale
         self._attention_kwargs = attention_kwargs
@@ -951,23 +1219,51 @@ class LongVideoExtensionPipeline(DiffusionPipeline, WanLoraLoaderMixin):
         condition_fill = "zeros" if replacement else self.config.condition_fill
         num_clips = len(prompts) if prompts is not None else None
 
+        generators = generator if isinstance(generator, list) else [generator]
         memory = self._create_clip_memory(kv_cache_clips, max_cached_clips, clip_selector, kv_cache_config)
         try:
-            # 2. Plan the KV storage (all prompts known up front) or run it in streaming mode
-            if memory is not None:
-                memory.plan(list(prompts) if prompts is not None else None)
-
-            # 3. Frames conditioning the first clip (image-to-long-video / video continuation)
-            condition_pixels = self.prepare_first_condition(
-                image, video, height, width, num_condition_frames, batch_size
-            )
-
+            if state_writer is not None and memory is not None and not hasattr(memory, "export_state"):
+                raise TypeError(
+                    f"`state_dir` needs a clip memory with `export_state`; {type(memory).__name__} has none."
+                )
+            condition_pixels = first_condition
             kv_plan: list[dict[str, Any]] = []
             next_frame = 0
             latent_offset = 0
+            first_clip = 0
+            finished_prompts: list[str] = []  # of the saved state
+            finished_info: list[dict[str, Any]] = []
+            if resumed is None:
+                # Plan the KV storage (all prompts known up front) or run it in streaming mode
+                if memory is not None:
+                    memory.plan(list(prompts) if prompts is not None else None)
+            else:
+                # Continue where the interrupted run stopped: its memory, condition frames, RNG states and progress
+                first_clip = resumed.num_clips_done
+                if memory is not None:
+                    memory.import_state(resumed.load_memory_state(), device=device)
+                condition_pixels = resumed.condition_pixels.to(vae_device)
+                kv_plan = [dict(entry) for entry in resumed.kv_plan]
+                next_frame, latent_offset = resumed.next_frame, resumed.latent_offset
+                finished_prompts, finished_info = list(resumed.prompts), [dict(info) for info in resumed.clips]
+                for g, saved_state in zip(generators, resumed.generator_states):
+                    g.set_state(saved_state)
+                if prompts is not None:
+                    prompt_source = iter(prompts[first_clip:])
+                else:  # an iterator yields the whole script again: its first prompts must be the finished clips'
+                    for clip_index, saved_prompt in enumerate(resumed.prompts):
+                        clip_prompt = next(prompt_source, None)
+                        if clip_prompt != saved_prompt:
+                            raise ValueError(
+                                f"`prompt` yields {clip_prompt!r} for clip {clip_index}, but the interrupted run had "
+                                f"{saved_prompt!r}: yield the same script from its first clip."
+                            )
+
             negative_cache: tuple[str | None, torch.Tensor | None] = (None, None)
             with self._clip_progress_bar(num_clips) as clip_bar:
-                for clip_index, clip_prompt in enumerate(prompt_source):
+                if first_clip:
+                    clip_bar.update(first_clip)
+                for clip_index, clip_prompt in enumerate(prompt_source, start=first_clip):
                     if not isinstance(clip_prompt, str):
                         raise TypeError(
                             f"`prompt` must yield str, got {type(clip_prompt).__name__} for clip {clip_index}."
@@ -1062,19 +1358,9 @@ class LongVideoExtensionPipeline(DiffusionPipeline, WanLoraLoaderMixin):
                     if output_type == "latent" and is_last:
                         frames = clip_latents.cpu()
                     else:
-                        decoded = self.vae.decode(
-                            denormalize_latents(self.vae, clip_latents.to(vae_device, dtype=self.vae.dtype)),
-                            return_dict=False,
-                        )[0]
+                        decoded = self._decode_clip(clip_latents)
                         condition_pixels = decoded[:, :, -num_condition_frames:].to(torch.float32).clone()
-                        if output_type == "latent":
-                            frames = clip_latents.cpu()
-                        else:
-                            frames = self.video_processor.postprocess_video(
-                                decoded[:, :, dropped:], output_type=output_type
-                            )
-                            if output_type == "pt":
-                                frames = frames.cpu()
+                        frames = self._clip_frames(decoded, clip_latents, dropped, output_type)
                         del decoded
                     kept = num_frames - dropped
                     clip = LongVideoClip(
@@ -1095,6 +1381,26 @@ class LongVideoExtensionPipeline(DiffusionPipeline, WanLoraLoaderMixin):
 
                     if callback_on_clip_end is not None:
                         callback_on_clip_end(self, clip_index, frames, clip.info)
+                    # Save the state after the callback (what it writes out is part of the finished clip)
+                    if state_writer is not None and not self.interrupt:
+                        finished_prompts.append(clip_prompt)
+                        finished_info.append(clip.info)
+                        state_writer.write(
+                            GenerationState(
+                                num_clips_done=clip_index + 1,
+                                settings=settings,
+                                prompts=finished_prompts,
+                                clips=finished_info,
+                                kv_plan=kv_plan,
+                                next_frame=next_frame,
+                                latent_offset=latent_offset,
+                                condition_pixels=condition_pixels,
+                                device=str(device),
+                            ),
+                            clip_latents=clip.latents,
+                            memory_state=memory.export_state() if memory is not None else None,
+                            generators=generators,
+                        )
                     yield clip
                     if self.interrupt:
                         break
@@ -1138,6 +1444,8 @@ class LongVideoExtensionPipeline(DiffusionPipeline, WanLoraLoaderMixin):
         max_cached_clips: int | None = None,
         clip_selector: Any = None,
         kv_cache_config: Any = None,
+        state_dir: str | os.PathLike | None = None,
+        resume: bool = False,
     ) -> LongVideoPipelineOutput | tuple:
         r"""
         The call function to the pipeline for generation: a long video, clip by clip.
@@ -1210,6 +1518,17 @@ class LongVideoExtensionPipeline(DiffusionPipeline, WanLoraLoaderMixin):
             kv_cache_config (`CrossClipKVCacheConfig`, *optional*):
                 Options of the cross-clip KV cache for this call (cached blocks, `record_mode`, offload, ...); defaults
                 to the pipeline's.
+            state_dir (`str` or `os.PathLike`, *optional*):
+                Makes the run resumable: after every finished clip, the state needed to continue it (the next clip
+                index, the condition frames, the generators' RNG states, the KV storage plan and the stored K/V, every
+                clip's latents) is written atomically to this folder (see
+                [`~diffusers_longvid.pipelines.longvideo.state.GenerationState`]). Without `generator`, the run makes
+                its own CPU generator (seeded from torch's global RNG) so that its noise can be restored.
+            resume (`bool`, *optional*, defaults to `False`):
+                Continue the interrupted run saved in `state_dir` instead of starting a new one. Pass the same
+                arguments as that run (a `ValueError` names any that differ); `generator` gets the saved RNG state.
+                The remaining clips are generated exactly as in an uninterrupted run, and the returned video holds all
+                clips: the finished ones are decoded from their saved latents.
 
         Examples:
 
@@ -1224,7 +1543,7 @@ class LongVideoExtensionPipeline(DiffusionPipeline, WanLoraLoaderMixin):
                 f"`prompt` must be a str or a list of str (one per clip), got {type(prompt).__name__}; use "
                 "`generate_clips` for prompts that arrive one at a time."
             )
-        clips = self.generate_clips(
+        clips, resumed = self._start_generation(
             prompt=prompt,
             negative_prompt=negative_prompt,
             num_clips=num_clips,
@@ -1249,7 +1568,11 @@ class LongVideoExtensionPipeline(DiffusionPipeline, WanLoraLoaderMixin):
             max_cached_clips=max_cached_clips,
             clip_selector=clip_selector,
             kv_cache_config=kv_cache_config,
+            state_dir=state_dir,
+            resume=resume,
         )
+        if resumed is not None:  # the returned video holds the clips finished before the interruption too
+            clips = itertools.chain(self._finished_clips(resumed, output_type), clips)
         num_clips = num_clips if not isinstance(prompt, (list, tuple)) else len(prompt)
         num_clips = num_clips or 1
         total_frames = num_frames + (num_clips - 1) * (num_frames - num_condition_frames)
