@@ -78,6 +78,11 @@ _LAZY_IMPORTS: dict[str, str] = {
     "CachedShortClipDataset": "training.latent_cache",
     "CachedLongVideoDataset": "training.latent_cache",
     "cache_latents": "training.latent_cache",
+    # trainers
+    "ExtensionTrainConfig": "training.config",
+    "CausalLoRATrainConfig": "training.config",
+    "train_extension": "training.stage1",
+    "train_causal_lora": "training.stage2",
     # presets
     "get_preset_path": "presets",
 }

@@ -38,6 +38,18 @@ _LAZY_IMPORTS: dict[str, str] = {
     "encode_video_latents": "latent_cache",
     "load_cache_index": "latent_cache",
     "normalize_latents": "latent_cache",
+    # trainers
+    "run_training": "loop",
+    "TrainingResult": "loop",
+    "DeterministicBatchSampler": "loop",
+    "step_generator": "loop",
+    "TrainConfig": "config",
+    "ExtensionTrainConfig": "config",
+    "CausalLoRATrainConfig": "config",
+    "ExtensionTrainingSpec": "stage1",
+    "train_extension": "stage1",
+    "CausalLoRATrainingSpec": "stage2",
+    "train_causal_lora": "stage2",
 }
 
 __all__ = sorted(_LAZY_IMPORTS)
