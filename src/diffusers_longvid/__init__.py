@@ -83,6 +83,10 @@ _LAZY_IMPORTS: dict[str, str] = {
     "CausalLoRATrainConfig": "training.config",
     "train_extension": "training.stage1",
     "train_causal_lora": "training.stage2",
+    # Hub publishing
+    "prepare_hub_folder": "hub",
+    "upload_hub_folder": "hub",
+    "render_model_card": "hub",
     # presets
     "get_preset_path": "presets",
 }
