@@ -15,7 +15,7 @@ mkdir -p "$RUNS"
 # ---------------------------------------------------------------------------------------------------------------
 # 1. Toy VAE: a narrow AutoencoderKLWan (base_dim 16, 8x spatial / 4x temporal, 16 latent channels), 2000
 #    single-frame steps then 3000 five-frame steps, inflated init, L1 + MSE, cosine lr from 1e-3.
-#    About 2 hours on one core. Checkpoints: $RUNS/toy_vae/checkpoint-*; the latest weights, with latents_mean /
+#    2-3 hours on one free core. Checkpoints: $RUNS/toy_vae/checkpoint-*; the latest weights, with latents_mean /
 #    latents_std measured on toy data: $RUNS/toy_vae/vae; the PSNR curve: $RUNS/toy_vae/metrics.jsonl.
 #    To run it detached (it survives the shell):
 #      nohup setsid $PY -m diffusers_longvid.cli train-toy-vae --out $RUNS/toy_vae --steps 5000 --resume \

@@ -83,6 +83,12 @@ _LAZY_IMPORTS: dict[str, str] = {
     "CausalLoRATrainConfig": "training.config",
     "train_extension": "training.stage1",
     "train_causal_lora": "training.stage2",
+    # toy world
+    "render_script": "toy",
+    "render_script_clips": "toy",
+    "random_script": "toy",
+    "ToyVideo": "toy",
+    "train_toy_vae": "toy.vae",
     # Hub publishing
     "prepare_hub_folder": "hub",
     "upload_hub_folder": "hub",
