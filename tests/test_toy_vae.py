@@ -1,6 +1,7 @@
 """The toy VAE: initialisation, unclamped decoding, and training with checkpoints and exact resume."""
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -91,6 +92,22 @@ def test_train_checkpoint_and_exact_resume(tmp_path):
     assert train_toy_vae(tmp_path / "resumed", config=_tiny_config())["step"] == 4
     with pytest.raises(ValueError, match="`model` settings"):
         train_toy_vae(tmp_path / "resumed", config=_tiny_config(steps=6, model={"base_dim": 8}))
+
+
+def test_warm_start_from_a_saved_vae(tmp_path):
+    first = train_toy_vae(tmp_path / "first", config=_tiny_config(steps=2))
+    # one step at a vanishing learning rate (a very long warm-up): the weights stay those of the warm-start folder,
+    # while a cold start (same seed) is far from them
+    config = _tiny_config(steps=1, warmup_steps=10**9)
+    warm = train_toy_vae(tmp_path / "warm", config=config, init_from=first["vae"])
+    cold = train_toy_vae(tmp_path / "cold", config=config)
+    a = load_file(Path(first["vae"]) / "diffusion_pytorch_model.safetensors")
+    b = load_file(tmp_path / "warm" / "vae" / "diffusion_pytorch_model.safetensors")
+    c = load_file(Path(cold["vae"]) / "diffusion_pytorch_model.safetensors")
+    assert warm["step"] == 1 and all(torch.allclose(a[k], b[k], atol=1e-8) for k in a)
+    assert any(not torch.allclose(a[k], c[k], atol=1e-4) for k in a)
+    with pytest.raises(ValueError, match="`init_from`"):
+        train_toy_vae(tmp_path / "other", config=_tiny_config(steps=1, model={"base_dim": 8}), init_from=first["vae"])
 
 
 def test_training_config_errors():

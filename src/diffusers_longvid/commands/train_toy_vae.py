@@ -56,6 +56,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                            help="Decode the posterior mode.")
     parser.add_argument("--base-dim", type=int, default=None, help="Override the VAE's base width.")
     parser.add_argument("--num-threads", type=int, default=1, help="torch CPU threads (default 1).")
+    parser.add_argument(
+        "--init-from",
+        type=Path,
+        default=None,
+        help="Warm start from a saved toy VAE folder (e.g. the preset's vae/) when --out has no checkpoint yet.",
+    )
     parser.set_defaults(func=run)
 
 
@@ -69,6 +75,6 @@ def run(args: argparse.Namespace) -> int:
     overrides = {k: v for k, v in overrides.items() if v is not None}
     if args.base_dim is not None:
         overrides["model"] = {"base_dim": args.base_dim}
-    result = train_toy_vae(args.out, resume=args.resume, **overrides)
+    result = train_toy_vae(args.out, resume=args.resume, init_from=args.init_from, **overrides)
     print(json.dumps(result, indent=1))
     return 0

@@ -390,6 +390,7 @@ def train_toy_vae(
     steps: int | None = None,
     config: ToyVAETrainingConfig | None = None,
     resume: bool = True,
+    init_from: str | os.PathLike | None = None,
     **overrides: Any,
 ) -> dict[str, Any]:
     """Train (or keep training) the toy VAE, with checkpoints, resume and a held-out PSNR curve.
@@ -401,6 +402,9 @@ def train_toy_vae(
         resume (`bool`, *optional*, defaults to `True`): Continue from the latest `checkpoint-*` in `out_dir` when
             there is one. The model settings must match; a resumed run continues the step count and, since each step's
             data is a function of `(seed, step)`, gives the same weights as a straight run.
+        init_from (`str` or `os.PathLike`, *optional*):
+            A saved toy VAE folder (`AutoencoderKLWan.save_pretrained`) to start from when `out_dir` has no checkpoint
+            yet — a warm start (fresh optimiser and schedule from step 0), e.g. from the VAE shipped in the preset.
         overrides: Fields of `ToyVAETrainingConfig` to replace.
 
     Returns:
@@ -434,6 +438,13 @@ def train_toy_vae(
             logger.warning(f"Resuming {path} with changed settings {changed}.")
         vae = AutoencoderKLWan.from_pretrained(path / "vae")
         logger.info(f"Resuming the toy VAE from {path} (step {start_step}).")
+    elif init_from is not None:
+        vae = AutoencoderKLWan.from_pretrained(init_from)
+        expected = make_toy_vae(seed=config.seed, **config.model).config
+        mismatched = {k: (vae.config[k], expected[k]) for k in TOY_VAE_CONFIG if vae.config.get(k) != expected.get(k)}
+        if mismatched:
+            raise ValueError(f"`init_from` {init_from} is not a toy VAE of these `model` settings: {mismatched}.")
+        logger.info(f"Warm start of the toy VAE from {init_from}.")
     else:
         vae = make_toy_vae(seed=config.seed, **config.model)
     vae.train()
