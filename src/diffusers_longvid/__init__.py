@@ -89,6 +89,9 @@ _LAZY_IMPORTS: dict[str, str] = {
     "random_script": "toy",
     "ToyVideo": "toy",
     "train_toy_vae": "toy.vae",
+    "evaluate_toy_video": "toy.evaluate",
+    "ToyEvalResult": "toy.evaluate",
+    "write_toy_eval_report": "toy.evaluate",
     # Hub publishing
     "prepare_hub_folder": "hub",
     "upload_hub_folder": "hub",
