@@ -92,6 +92,10 @@ _LAZY_IMPORTS: dict[str, str] = {
     "evaluate_toy_video": "toy.evaluate",
     "ToyEvalResult": "toy.evaluate",
     "write_toy_eval_report": "toy.evaluate",
+    "Variant": "toy.compare",
+    "run_variants": "toy.compare",
+    "write_comparison": "toy.compare",
+    "run_ablation": "toy.ablate",
     # Hub publishing
     "prepare_hub_folder": "hub",
     "upload_hub_folder": "hub",
