@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import sys
+
+from ._training import register_stage
 
 DESCRIPTION = """\
 Stage 1: fine-tune a Wan2.1 T2V transformer (all parameters) into the 36-channel video extension model, on short
@@ -17,36 +18,11 @@ explicit flags win. The final weights go to <output-dir>/final: a complete LongV
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from ..training.config import ExtensionTrainConfig, add_config_arguments
-
-    parser = subparsers.add_parser(
+    register_stage(
+        subparsers,
         "train-extension",
         help="Stage 1: fine-tune a Wan T2V transformer into the 36-channel video extension model.",
         description=DESCRIPTION,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        config_path="..training.config:ExtensionTrainConfig",
+        spec_path="..training.stage1:ExtensionTrainingSpec",
     )
-    add_config_arguments(parser, ExtensionTrainConfig)
-    parser.set_defaults(func=_run)
-
-
-def _run(args: argparse.Namespace) -> int:
-    from ..training.config import ExtensionTrainConfig, config_from_args
-    from ..training.loop import run_training
-    from ..training.manifest import ManifestError
-    from ..training.stage1 import ExtensionTrainingSpec
-
-    try:
-        config = config_from_args(ExtensionTrainConfig, args)
-        spec = ExtensionTrainingSpec(config)
-    except (ValueError, TypeError, FileNotFoundError) as error:
-        print(f"longvid train-extension: error: {error}", file=sys.stderr)
-        return 2
-    try:
-        result = run_training(spec, config)
-    except (ManifestError, FileNotFoundError) as error:  # bad data: raised before any model is loaded
-        print(f"longvid train-extension: error: {error}", file=sys.stderr)
-        return 2
-    if result.final_dir is not None:
-        print(f"stage 1 finished at step {result.global_step} on {result.num_processes} process(es); "
-              f"weights in {result.final_dir}")
-    return 0
