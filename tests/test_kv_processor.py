@@ -269,17 +269,25 @@ def test_fused_projections_with_history(transformer):
 
 @torch.no_grad()
 def test_attention_backend_reaches_processor_and_matches(transformer):
-    cache = enable_cross_clip_kv_cache(transformer)
-    record_clip(transformer, cache, make_inputs(1), clip_id=0, offset=0)
-    cache.select([0])
-    default = run(transformer, make_inputs(0), 3)
-    transformer.set_attention_backend("_native_math")
-    assert transformer.blocks[3].attn1.processor._attention_backend.value == "_native_math"
-    torch.testing.assert_close(run(transformer, make_inputs(0), 3), default, rtol=1e-5, atol=1e-5)
-    disable_cross_clip_kv_cache(transformer)
-    # The restored stock processor keeps the backend set while ours was installed (no mixed backends).
-    assert transformer.blocks[3].attn1.processor._attention_backend.value == "_native_math"
-    transformer.reset_attention_backend()
+    from diffusers.models.attention_dispatch import _AttentionBackendRegistry
+
+    # `set_attention_backend` also sets diffusers' process-wide active backend, which `reset_attention_backend` does
+    # not restore: put it back so later tests see the default backend.
+    active = _AttentionBackendRegistry._active_backend
+    try:
+        cache = enable_cross_clip_kv_cache(transformer)
+        record_clip(transformer, cache, make_inputs(1), clip_id=0, offset=0)
+        cache.select([0])
+        default = run(transformer, make_inputs(0), 3)
+        transformer.set_attention_backend("_native_math")
+        assert transformer.blocks[3].attn1.processor._attention_backend.value == "_native_math"
+        torch.testing.assert_close(run(transformer, make_inputs(0), 3), default, rtol=1e-5, atol=1e-5)
+        disable_cross_clip_kv_cache(transformer)
+        # The restored stock processor keeps the backend set while ours was installed (no mixed backends).
+        assert transformer.blocks[3].attn1.processor._attention_backend.value == "_native_math"
+        transformer.reset_attention_backend()
+    finally:
+        _AttentionBackendRegistry.set_active_backend(active)
 
 
 @torch.no_grad()
@@ -296,7 +304,6 @@ def test_offload_to_cpu_matches_and_context_parallel_is_refused(transformer):
 
     cache = enable_cross_clip_kv_cache(transformer)
     transformer.blocks[2].attn1.processor._parallel_config = object()  # what `enable_parallelism` would set
-    run(transformer, make_inputs(0), 0)  # no history: fine
     with pytest.raises(NotImplementedError, match="context parallelism"), cache.recording():
         run(transformer, make_inputs(0), 0)
 

@@ -170,7 +170,8 @@ _Slot = tuple[CFGBranch, int]
 
 
 class _HistoryWindow:
-    """`[history K/V ..., current K/V]` of one block and branch for the current clip.
+    """`[history K/V ..., current K/V]` of one block for the current clip, for one CFG branch or for several branches
+    stacked on the batch axis (`groups[i]` is the history of batch rows `[i * rows, (i + 1) * rows)`).
 
     Without autograd the history is copied once into a preallocated buffer and each forward writes the current K/V
     into its tail (no re-copy of the history). With autograd enabled (training) the history is concatenated once and
@@ -178,15 +179,22 @@ class _HistoryWindow:
     overwritten.
     """
 
-    def __init__(self, history: list[KVPair]) -> None:
-        self.history = history
-        self.history_len = sum(kv.num_tokens for kv in history)
+    def __init__(self, groups: list[list[KVPair]]) -> None:
+        lengths = [sum(kv.num_tokens for kv in group) for group in groups]
+        if len(set(lengths)) != 1:
+            raise RuntimeError(
+                f"CFG branches batched together must attend the same number of history tokens, got {lengths}: record "
+                "every branch of every stored clip."
+            )
+        self.groups = groups
+        self.history_len = lengths[0]
         self._buffer: KVPair | None = None
-        self._gathered: KVPair | None = None
+        self._gathered: list[KVPair] | None = None
 
     def extend(self, key: torch.Tensor, value: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        rows = self._rows_per_group(key.shape[0])
         if torch.is_grad_enabled() and (key.requires_grad or value.requires_grad or self._history_requires_grad()):
-            return self._extend_differentiable(key, value)
+            return self._extend_differentiable(key, value, rows)
         batch, cur_len = key.shape[0], key.shape[1]
         shape = (batch, self.history_len + cur_len, *key.shape[2:])
         buffer = self._buffer
@@ -196,42 +204,60 @@ class _HistoryWindow:
             or buffer.key.dtype != key.dtype
             or buffer.key.device != key.device
         ):
-            buffer = self._buffer = self._allocate(shape, key, value)
+            buffer = self._buffer = self._allocate(shape, key, value, rows)
         buffer.key[:, self.history_len :].copy_(key)
         buffer.value[:, self.history_len :].copy_(value)
         return buffer.key, buffer.value
 
-    def _history_requires_grad(self) -> bool:
-        return any(kv.key.requires_grad or kv.value.requires_grad for kv in self.history)
+    def _rows_per_group(self, batch: int) -> int:
+        if batch % len(self.groups):
+            raise ValueError(
+                f"A batch of {batch} cannot hold {len(self.groups)} CFG branches stacked on the batch axis."
+            )
+        return batch // len(self.groups)
 
-    def _allocate(self, shape: tuple[int, ...], key: torch.Tensor, value: torch.Tensor) -> KVPair:
+    def _history_requires_grad(self) -> bool:
+        return any(kv.key.requires_grad or kv.value.requires_grad for group in self.groups for kv in group)
+
+    def _allocate(self, shape: tuple[int, ...], key: torch.Tensor, value: torch.Tensor, rows: int) -> KVPair:
         buf_k = torch.empty(shape, dtype=key.dtype, device=key.device)
         buf_v = torch.empty(shape, dtype=value.dtype, device=value.device)
-        start = 0
-        for kv in self.history:
-            _check_batch(kv.key.shape[0], shape[0])
-            end = start + kv.num_tokens
-            # `copy_` moves (non-blocking from pinned CPU memory), casts and broadcasts a batch of 1.
-            buf_k[:, start:end].copy_(kv.key, non_blocking=True)
-            buf_v[:, start:end].copy_(kv.value, non_blocking=True)
-            start = end
+        for g, group in enumerate(self.groups):
+            row = slice(g * rows, (g + 1) * rows)
+            start = 0
+            for kv in group:
+                _check_batch(kv.key.shape[0], rows)
+                end = start + kv.num_tokens
+                # `copy_` moves (non-blocking from pinned CPU memory), casts and broadcasts a batch of 1.
+                buf_k[row, start:end].copy_(kv.key, non_blocking=True)
+                buf_v[row, start:end].copy_(kv.value, non_blocking=True)
+                start = end
         return KVPair(buf_k, buf_v)
 
-    def _extend_differentiable(self, key: torch.Tensor, value: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _extend_differentiable(
+        self, key: torch.Tensor, value: torch.Tensor, rows: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         gathered = self._gathered
-        if gathered is None or gathered.key.device != key.device or gathered.key.dtype != key.dtype:
-            keys = [kv.key.to(device=key.device, dtype=key.dtype) for kv in self.history]
-            values = [kv.value.to(device=value.device, dtype=value.dtype) for kv in self.history]
-            gathered = self._gathered = KVPair(torch.cat(keys, dim=1), torch.cat(values, dim=1))
-        batch = key.shape[0]
-        _check_batch(gathered.key.shape[0], batch)
-        hist_k = gathered.key.expand(batch, *gathered.key.shape[1:])
-        hist_v = gathered.value.expand(batch, *gathered.value.shape[1:])
+        if gathered is None or gathered[0].key.device != key.device or gathered[0].key.dtype != key.dtype:
+            gathered = self._gathered = [
+                KVPair(
+                    torch.cat([kv.key.to(device=key.device, dtype=key.dtype) for kv in group], dim=1),
+                    torch.cat([kv.value.to(device=value.device, dtype=value.dtype) for kv in group], dim=1),
+                )
+                for group in self.groups
+            ]
+        for pair in gathered:
+            _check_batch(pair.key.shape[0], rows)
+        hist_k = [pair.key.expand(rows, *pair.key.shape[1:]) for pair in gathered]
+        hist_v = [pair.value.expand(rows, *pair.value.shape[1:]) for pair in gathered]
+        hist_k = hist_k[0] if len(hist_k) == 1 else torch.cat(hist_k, dim=0)
+        hist_v = hist_v[0] if len(hist_v) == 1 else torch.cat(hist_v, dim=0)
         return torch.cat([hist_k, key], dim=1), torch.cat([hist_v, value], dim=1)
 
     @property
     def nbytes(self) -> int:
-        return sum(pair.nbytes for pair in (self._buffer, self._gathered) if pair is not None)
+        pairs = ([self._buffer] if self._buffer is not None else []) + list(self._gathered or [])
+        return sum(pair.nbytes for pair in pairs)
 
 
 class CrossClipKVCache:
@@ -261,8 +287,10 @@ class CrossClipKVCache:
         self._stored: dict[int, dict[_Slot, KVPair]] = {}
         self._pending: dict[_Slot, KVPair] = {}
         self._selected: tuple[int, ...] = ()
-        self._windows: dict[_Slot, _HistoryWindow | None] = {}
+        # keyed by (branch, block), or (branches, block) for CFG branches batched together
+        self._windows: dict[tuple[CFGBranch | tuple[CFGBranch, ...], int], _HistoryWindow | None] = {}
         self._branch = CFGBranch.COND
+        self._batched: tuple[CFGBranch, ...] | None = None  # CFG branches stacked on the batch axis, if any
         self._recording = False
         self._attend_history = True
         self._token_grid: tuple[int, int, int] | None = None
@@ -276,6 +304,11 @@ class CrossClipKVCache:
     def current_branch(self) -> CFGBranch:
         """The CFG branch of the forwards running now (`COND` outside any `branch(...)` context)."""
         return self._branch
+
+    @property
+    def batched_branches_active(self) -> tuple[CFGBranch, ...] | None:
+        """The CFG branches stacked on the batch axis of the running forwards (`batched_branches`), or `None`."""
+        return self._batched
 
     @property
     def is_recording(self) -> bool:
@@ -310,6 +343,29 @@ class CrossClipKVCache:
             yield
         finally:
             self._branch = previous
+
+    @contextmanager
+    def batched_branches(
+        self, branches: Sequence[CFGBranch | str] = (CFGBranch.COND, CFGBranch.UNCOND)
+    ) -> Iterator[None]:
+        """Run the enclosed forwards with several CFG branches stacked on the batch axis (one forward instead of one
+        per branch): batch rows `[i * B, (i + 1) * B)` belong to `branches[i]`, e.g. `cat([x_cond, x_uncond])`.
+
+        Each branch's rows attend that branch's history, and a recording forward stores each branch's rows as that
+        branch's K/V, exactly as separate `branch(...)` forwards would. Inside, `branch(...)` has no effect.
+
+        Args:
+            branches (`Sequence[CFGBranch | str]`, *optional*, defaults to `("cond", "uncond")`):
+                The branches in batch order, each at most once.
+        """
+        parsed = tuple(_parse_branch(b) for b in branches)
+        if not parsed or len(set(parsed)) != len(parsed):
+            raise ValueError(f"`branches` must name distinct CFG branches, got {list(branches)!r}.")
+        previous, self._batched = self._batched, parsed
+        try:
+            yield
+        finally:
+            self._batched = previous
 
     @contextmanager
     def recording(self, attend_history: bool | None = None) -> Iterator[None]:
@@ -422,7 +478,8 @@ class CrossClipKVCache:
 
     # ------------------------------------------------------------------ processor-facing
     # Opaque to torch.compile: the cache is Python state (selected clip ids, recording flag, dicts of tensors) that
-    # dynamo would otherwise guard on and recompile for at every clip. One graph break per cached block instead.
+    # dynamo would otherwise guard on and recompile for at every clip. Compiled inference reaches it through the
+    # processor's custom op (no graph break); with autograd enabled the call is a graph break per cached block.
     @torch.compiler.disable
     def attention_kv(
         self, block_index: int, key: torch.Tensor, value: torch.Tensor, context_parallel: bool = False
@@ -441,7 +498,7 @@ class CrossClipKVCache:
             # Every rank sees a shard of the sequence: a recorded clip would be a shard, and history would have to be
             # exchanged between ranks like the current keys. Not implemented.
             raise NotImplementedError("The cross-clip KV cache does not support context parallelism.")
-        self._branches_seen.add(self._branch)
+        self._branches_seen.update(self._batched or (self._branch,))
         if self._recording:
             self.record(block_index, key, value)
         return self.extend(block_index, key, value)
@@ -449,18 +506,32 @@ class CrossClipKVCache:
     def record(self, block_index: int, key: torch.Tensor, value: torch.Tensor) -> None:
         """Keep the current clip's K/V of block `block_index` in the pending recording (frame-subsampled if set)."""
         index = self._kept_token_index(key)
-        if index is not None:
+        if index is not None:  # index_select makes new tensors
             key, value = key.index_select(1, index), value.index_select(1, index)
-        self._pending[(self._branch, block_index)] = KVPair(key.contiguous(), value.contiguous())
+        if self._batched is None:
+            if index is None:
+                key, value = _own(key), _own(value)
+            self._pending[(self._branch, block_index)] = KVPair(key, value)
+            return
+        if key.shape[0] % len(self._batched):
+            raise ValueError(
+                f"A batch of {key.shape[0]} cannot hold {len(self._batched)} CFG branches stacked on the batch axis."
+            )
+        # one tensor of its own per branch (chunks are views of one storage, which savers of the state refuse)
+        for branch, k, v in zip(self._batched, key.chunk(len(self._batched)), value.chunk(len(self._batched))):
+            self._pending[(branch, block_index)] = KVPair(_own(k), _own(v))
 
     def extend(self, block_index: int, key: torch.Tensor, value: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """`[selected history K/V ..., current K/V]` along the token axis, or the inputs unchanged without history."""
         if not self.uses_history():
             return key, value
-        slot = (self._branch, block_index)
+        slot = (self._batched or self._branch, block_index)
         if slot not in self._windows:
-            history = [self._stored[c][slot] for c in self._selected if slot in self._stored[c]]
-            self._windows[slot] = _HistoryWindow(history) if history else None
+            groups = []
+            for branch in self._batched or (self._branch,):
+                key_of = (branch, block_index)
+                groups.append([self._stored[c][key_of] for c in self._selected if key_of in self._stored[c]])
+            self._windows[slot] = _HistoryWindow(groups) if any(groups) else None
         window = self._windows[slot]
         if window is None:
             return key, value
@@ -513,6 +584,79 @@ class CrossClipKVCache:
 
         return KVPair(to_host(kv.key), to_host(kv.value))
 
+    # ------------------------------------------------------------------ saving and restoring (resumable generation)
+    def export_state(self) -> dict[str, Any]:
+        """The stored history as plain tensors and metadata (the current selection and recording are not part of it).
+
+        Returns a dict `{"block_indices": [...], "config": config.to_dict(), "clips": {clip_id: {name: tensor}}}`,
+        `name` being `"{branch}.{block}.key"` / `"{branch}.{block}.value"` (e.g. `"uncond.3.value"`). The tensors are
+        the stored ones, not copies: save them before the cache changes. `import_state` restores them.
+        """
+        clips = {}
+        for clip_id, slots in sorted(self._stored.items()):
+            tensors = {}
+            for (branch, block), kv in sorted(slots.items(), key=lambda item: (item[0][0].value, item[0][1])):
+                tensors[f"{branch.value}.{block}.key"] = kv.key
+                tensors[f"{branch.value}.{block}.value"] = kv.value
+            clips[clip_id] = tensors
+        return {"block_indices": list(self.block_indices), "config": self.config.to_dict(), "clips": clips}
+
+    def import_state(self, state: dict[str, Any], device: torch.device | str | None = None) -> None:
+        """Replace everything stored by `state` (from `export_state`, possibly after a save/load round trip).
+
+        Args:
+            state (`dict`): `export_state()` output.
+            device (`torch.device` or `str`, *optional*):
+                Where the K/V go when the config does not offload them to the CPU (the device the forwards run on);
+                `None` keeps them where they are.
+
+        Raises:
+            `ValueError`: if `state` was exported from a cache of other blocks or other recorded frames, or is
+                malformed.
+        """
+        if list(state.get("block_indices", ())) != list(self.block_indices):
+            raise ValueError(
+                f"`state` holds K/V of blocks {list(state.get('block_indices', ()))}, this cache serves blocks "
+                f"{list(self.block_indices)}."
+            )
+        saved = state.get("config", {})
+        for name in ("history_frame_stride", "history_frame_indices"):
+            if saved.get(name) != self.config.to_dict()[name]:
+                raise ValueError(
+                    f"`state` was recorded with `{name}={saved.get(name)!r}`, this cache uses "
+                    f"`{name}={self.config.to_dict()[name]!r}`."
+                )
+        pin = self.config.offload_to_cpu and torch.cuda.is_available()
+
+        def _place(tensor: torch.Tensor) -> torch.Tensor:
+            if self.config.offload_to_cpu:  # stored on the host, pinned for the per-clip copies to the device
+                tensor = tensor.to("cpu")
+                return tensor.pin_memory() if pin and not tensor.is_pinned() else tensor
+            return tensor if device is None else tensor.to(device)
+
+        stored: dict[int, dict[_Slot, KVPair]] = {}
+        for clip_id, tensors in state["clips"].items():
+            slots: dict[_Slot, dict[str, torch.Tensor]] = {}
+            for name, tensor in tensors.items():
+                try:
+                    branch, block, kind = name.split(".")
+                    slot = (_parse_branch(branch), int(block))
+                except ValueError:
+                    raise ValueError(f"`state` tensor name {name!r} is not '<branch>.<block>.<key|value>'.") from None
+                if kind not in ("key", "value") or slot[1] not in self.block_indices:
+                    raise ValueError(f"`state` tensor name {name!r} is not '<branch>.<block>.<key|value>'.")
+                slots.setdefault(slot, {})[kind] = _place(tensor)
+            pairs = {}
+            for slot, kv in slots.items():
+                if set(kv) != {"key", "value"}:
+                    raise ValueError(
+                        f"`state` clip {clip_id} lacks the key or the value of {slot[0].value} block {slot[1]}."
+                    )
+                pairs[slot] = KVPair(kv["key"], kv["value"])
+            stored[int(clip_id)] = pairs
+        self.clear()
+        self._stored = stored
+
 
 def _parse_branch(branch: CFGBranch | str) -> CFGBranch:
     if isinstance(branch, CFGBranch):
@@ -522,6 +666,12 @@ def _parse_branch(branch: CFGBranch | str) -> CFGBranch:
     except ValueError:
         accepted = ", ".join(repr(b.value) for b in CFGBranch)
         raise ValueError(f"`branch` must be one of {accepted} or a `CFGBranch`, got {branch!r}.") from None
+
+
+def _own(tensor: torch.Tensor) -> torch.Tensor:
+    """A contiguous tensor with storage of its own. The recorded K/V outlive the forward, and under torch.compile the
+    processor's inputs are buffers of the compiled graph that it may reuse for later ops."""
+    return tensor.clone(memory_format=torch.contiguous_format)
 
 
 def _check_batch(history_batch: int, batch: int) -> None:

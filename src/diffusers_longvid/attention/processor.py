@@ -8,6 +8,9 @@ processor, and its state lives in the shared `CrossClipKVCache`.
 
 from __future__ import annotations
 
+import itertools
+import weakref
+
 import torch
 import torch.nn.functional as F
 from diffusers.models.attention_dispatch import dispatch_attention_fn
@@ -39,6 +42,26 @@ def _apply_rotary_emb(hidden_states: torch.Tensor, freqs_cos: torch.Tensor, freq
     return out.type_as(hidden_states)
 
 
+# Under torch.compile the cache (Python state: selection, recording flag, dicts of tensors) is reached through one
+# opaque custom op per cached block instead of a graph break. The op gets the processor as a handle tensor (dynamo would
+# specialise a Python int), resolved here; weak, so a dropped processor does not stay alive through this table.
+_PROCESSORS: weakref.WeakValueDictionary[int, CrossClipKVAttnProcessor] = weakref.WeakValueDictionary()
+_HANDLES = itertools.count()
+
+
+@torch.library.custom_op("diffusers_longvid::cross_clip_attention", mutates_args=())
+def _cross_clip_attention(
+    query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, handle: torch.Tensor
+) -> torch.Tensor:
+    """`CrossClipKVAttnProcessor._attend` of the processor `handle` names (the compiled path), `(B, S, H, D)`."""
+    return _PROCESSORS[int(handle)]._attend(query, key, value, None).contiguous()
+
+
+@_cross_clip_attention.register_fake
+def _(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, handle: torch.Tensor) -> torch.Tensor:
+    return torch.empty_like(query)
+
+
 class CrossClipKVAttnProcessor:
     r"""
     Self-attention processor for `WanAttention` (`attn1`) with a cross-clip KV cache.
@@ -57,6 +80,10 @@ class CrossClipKVAttnProcessor:
 
     _attention_backend = None
     _parallel_config = None
+    # Under torch.compile, reach the cache through the opaque `diffusers_longvid::cross_clip_attention` op (no graph
+    # break). `False` restores the graph break at the cache call (kept to measure the difference, see
+    # docs/performance.md).
+    _compile_as_custom_op = True
 
     def __init__(self, cache: CrossClipKVCache, block_index: int, previous_processor: object | None = None) -> None:
         if not hasattr(F, "scaled_dot_product_attention"):
@@ -64,6 +91,16 @@ class CrossClipKVAttnProcessor:
         self.cache = cache
         self.block_index = block_index
         self.previous_processor = previous_processor
+        self._register()
+
+    def _register(self) -> None:
+        self._handle = torch.tensor(next(_HANDLES))
+        _PROCESSORS[int(self._handle)] = self
+
+    def __setstate__(self, state: dict) -> None:
+        # a copy (`copy.deepcopy` of the transformer) is another processor: it must not share the handle
+        self.__dict__.update(state)
+        self._register()
 
     def __call__(
         self,
@@ -90,14 +127,39 @@ class CrossClipKVAttnProcessor:
             query = _apply_rotary_emb(query, *rotary_emb)
             key = _apply_rotary_emb(key, *rotary_emb)
 
+        if (
+            torch.compiler.is_compiling()
+            and self._compile_as_custom_op
+            and attention_mask is None
+            and self._parallel_config is None
+            and not torch.is_grad_enabled()
+        ):
+            # No graph break: dynamo sees one opaque op. (Training keeps the break: the op has no autograd formula.)
+            hidden_states = torch.ops.diffusers_longvid.cross_clip_attention(query, key, value, self._handle)
+        else:
+            hidden_states = self._attend(query, key, value, attention_mask)
+        hidden_states = hidden_states.flatten(2, 3)
+        hidden_states = hidden_states.type_as(query)
+
+        hidden_states = attn.to_out[0](hidden_states)
+        hidden_states = attn.to_out[1](hidden_states)
+        return hidden_states
+
+    def _attend(
+        self,
+        query: torch.Tensor,
+        key: torch.Tensor,
+        value: torch.Tensor,
+        attention_mask: torch.Tensor | None,
+    ) -> torch.Tensor:
+        """Attention of the current queries over `[selected history; current]` keys/values (records when asked)."""
         all_key, all_value = self.cache.attention_kv(
             self.block_index, key, value, context_parallel=self._parallel_config is not None
         )
         with_history = all_key is not key
         if with_history and attention_mask is not None:
             raise NotImplementedError("`attention_mask` is not supported together with cross-clip history.")
-
-        hidden_states = dispatch_attention_fn(
+        return dispatch_attention_fn(
             query,
             all_key,
             all_value,
@@ -107,12 +169,6 @@ class CrossClipKVAttnProcessor:
             backend=self._attention_backend,
             parallel_config=None if with_history else self._parallel_config,
         )
-        hidden_states = hidden_states.flatten(2, 3)
-        hidden_states = hidden_states.type_as(query)
-
-        hidden_states = attn.to_out[0](hidden_states)
-        hidden_states = attn.to_out[1](hidden_states)
-        return hidden_states
 
 
 def _blocks(transformer: nn.Module) -> nn.ModuleList:
