@@ -5,8 +5,9 @@ Public classes are imported lazily so that ``import diffusers_longvid`` stays ch
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from ._lazy import attach_lazy
 
 __version__ = "0.1.0.dev0"
 
@@ -110,15 +111,4 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .schedulers.scheduling_trflow import TRFlowScheduler  # noqa: F401
 
 
-def __getattr__(name: str) -> Any:
-    module_name = _LAZY_IMPORTS.get(name)
-    if module_name is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    module = importlib.import_module(f".{module_name}", __name__)
-    value = getattr(module, name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return __all__
+__getattr__, __dir__ = attach_lazy(__name__, _LAZY_IMPORTS, globals())

@@ -5,8 +5,7 @@ Names are imported lazily, so `import diffusers_longvid.training` stays cheap.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from .._lazy import attach_lazy
 
 # public name -> module (relative to this package) that defines it
 _LAZY_IMPORTS: dict[str, str] = {
@@ -55,14 +54,4 @@ _LAZY_IMPORTS: dict[str, str] = {
 __all__ = sorted(_LAZY_IMPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    module_name = _LAZY_IMPORTS.get(name)
-    if module_name is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{module_name}", __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return __all__
+__getattr__, __dir__ = attach_lazy(__name__, _LAZY_IMPORTS, globals())
