@@ -27,7 +27,7 @@ demo: $(STAMP)
 	HF_HUB_OFFLINE=1 $(PY) -m diffusers_longvid.demo --out $(DEMO_OUT)
 
 test: $(STAMP)
-	HF_HUB_OFFLINE=1 $(PY) -m pytest -q -n $(PYTEST_WORKERS) tests
+	HF_HUB_OFFLINE=1 $(PY) -m pytest -q -n $(PYTEST_WORKERS) --dist loadgroup tests
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache
