@@ -558,9 +558,22 @@ def test_cache_latents_long_round_trip(media, tiny_pipeline, tmp_path):
     assert len(cached) == len(pixels) == 1
     item, source = cached[0], pixels.load_item(0)
     assert item["latents"].shape == (4, 16, 5, 2, 2) and item["prompt_embeds"].shape == (4, 16, 32)
-    for n in range(4):  # each clip encoded on its own, as the pipeline encodes clips
-        assert torch.equal(item["latents"][n], encode_video_latents(pipe.vae, source["pixel_values"][n]))
+    for n in range(4):  # each clip encoded on its own (the clips run as one batch: equal up to float rounding)
+        torch.testing.assert_close(
+            item["latents"][n], encode_video_latents(pipe.vae, source["pixel_values"][n]), atol=1e-5, rtol=1e-5
+        )
     assert item["captions"] == source["captions"] and item["clip_starts"] == source["clip_starts"]
+    # the same cache read as stage-1 items: one per clip, with its caption and padded embedding
+    from diffusers_longvid.training import CachedLongVideoClipDataset
+
+    per_clip = CachedLongVideoClipDataset(out)
+    assert len(per_clip) == 4 and per_clip.metadata["kind"] == "long"
+    for n in range(4):
+        clip = per_clip[n]
+        assert torch.equal(clip["latents"], item["latents"][n]) and clip["clip_index"] == n
+        assert clip["caption"] == item["captions"][n] and clip["num_frames"] == 17
+        assert torch.equal(clip["prompt_embeds"], item["prompt_embeds"][n])
+        assert clip["prompt_seq_len"] == item["prompt_seq_lens"][n]
     assert torch.equal(item["prompt_embeds"][0], item["prompt_embeds"][1])  # same caption, stored once
     assert len(set(item["prompt_seq_lens"])) == 1
     with pytest.raises(ValueError, match="use `CachedLongVideoDataset`"):

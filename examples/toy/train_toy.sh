@@ -21,13 +21,45 @@ mkdir -p "$RUNS"
 #      nohup setsid $PY -m diffusers_longvid.cli train-toy-vae --out $RUNS/toy_vae --steps 5000 --resume \
 #        --num-threads 1 > $RUNS/toy_vae.log 2>&1 &
 # ---------------------------------------------------------------------------------------------------------------
-"$PY" -m diffusers_longvid.cli train-toy-vae --out "$RUNS/toy_vae" --steps 5000 --resume --num-threads 1
+# The shipped VAE is this recipe stopped at step 3250 (held-out PSNR 24.4 dB; see docs/toy.md for why not 5000).
+"$PY" -m diffusers_longvid.cli train-toy-vae --out "$RUNS/toy_vae" --steps 5000 --stop-at 3250 --resume --num-threads 1
 
 # ---------------------------------------------------------------------------------------------------------------
-# 2. Stage 1 (extension model) and 3. stage 2 (KV-cache LoRA): TODO, to be written by the trainer engineer with the
-#    training issue's commands. Nothing below this line exists yet; the VAE to train them on is "$RUNS/toy_vae/vae".
+# 1b. Decoder-only fine-tune (optional): the encoder is frozen, so latents cached from "$RUNS/toy_vae/vae" stay valid
+#     while the decoder improves; it can run on the second core during the transformer stages.
+#       nohup setsid $PY -m diffusers_longvid.cli train-toy-vae --out $RUNS/toy_vae_dec --init-from $RUNS/toy_vae/vae \
+#         --decoder-only --steps 4000 --image-steps 0 --learning-rate 3e-4 --warmup-steps 50 --num-threads 1 &
 # ---------------------------------------------------------------------------------------------------------------
-# TODO(stage 1): the `longvid train-extension ...` line, on latents of "$RUNS/toy_vae/vae".
-# TODO(stage 2): the `longvid train-causal-lora ...` line.
-# TODO(preset):  assemble the pipeline folder and copy it into src/diffusers_longvid/presets/toy/
-echo "Toy VAE done: $RUNS/toy_vae/vae. Stages 1 and 2 are not scripted yet (see the TODO section of $0)." >&2
+
+# ---------------------------------------------------------------------------------------------------------------
+# 2. Data: 480 random 8-clip scripts (1-3 objects, exits and re-entries, background changes), rendered with the
+#    pipeline's clip arithmetic (17-frame clips, 5 condition frames, 64x64, 16 fps): 3840 clips, ~8 min.
+# ---------------------------------------------------------------------------------------------------------------
+"$PY" -m diffusers_longvid.cli toy-data --out "$RUNS/toy_data" --num-videos 480 --num-clips 8 --num-frames 17 \
+  --num-condition-frames 5
+
+# 3. The untrained starting pipeline: 36-channel toy transformer (1.81 M params), the toy VAE, all-MiniLM-L6-v2 cut
+#    to 3 layers and the toy world's 196 WordPiece tokens, TRFlowScheduler(shift=3).
+[ -f "$RUNS/toy_init/model_index.json" ] || "$PY" -m diffusers_longvid.cli toy-init --out "$RUNS/toy_init" \
+  --vae "$RUNS/toy_vae/vae"
+
+# 4. One latent cache for both stages (each clip of each long video encoded on its own), ~11 min on 2 threads.
+"$PY" -m diffusers_longvid.cli cache-latents --kind long --manifest "$RUNS/toy_data/long.jsonl" \
+  --model "$RUNS/toy_init" --out "$RUNS/toy_cache" --height 64 --width 64 --fps 16 --num-frames 17 \
+  --overlap-frames 5 --max-sequence-length 64 --no-probe
+
+# 5. Stage 1: the extension model, every clip of the cache an example (first-k / last-k / first+last / none).
+"$PY" -m diffusers_longvid.cli train-extension --config examples/toy/stage1.yaml \
+  --pretrained-model "$RUNS/toy_init" --latent-cache "$RUNS/toy_cache" --output-dir "$RUNS/toy_stage1" --resume latest
+
+# 6. Stage 2: LoRA on K/V of blocks 3-5 with cross-clip history (4 consecutive clips per example).
+"$PY" -m diffusers_longvid.cli train-causal-lora --config examples/toy/stage2.yaml \
+  --pretrained-model "$RUNS/toy_stage1/final" --latent-cache "$RUNS/toy_cache" --output-dir "$RUNS/toy_stage2" \
+  --resume latest
+
+# 7. The preset: stage 1 + fused stage-2 LoRA, float16 safetensors (loaded as float32), <= 25 MB.
+VAE_FOR_PRESET="$RUNS/toy_vae/vae"
+[ -f "$RUNS/toy_vae_dec/vae/config.json" ] && VAE_FOR_PRESET="$RUNS/toy_vae_dec/vae"
+"$PY" -m diffusers_longvid.cli toy-assemble --pipeline "$RUNS/toy_stage1/final" --lora "$RUNS/toy_stage2/final" \
+  --vae "$VAE_FOR_PRESET" --out "${PRESET_OUT:-src/diffusers_longvid/presets/toy}"
+echo "Toy preset written; try: longvid generate --model toy --prompt 'A red circle moves to the right on a navy background.' --num-clips 4 --out toy.mp4" >&2

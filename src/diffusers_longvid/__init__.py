@@ -77,6 +77,7 @@ _LAZY_IMPORTS: dict[str, str] = {
     "ShortClipDataset": "training.datasets",
     "LongVideoDataset": "training.datasets",
     "CachedShortClipDataset": "training.latent_cache",
+    "CachedLongVideoClipDataset": "training.latent_cache",
     "CachedLongVideoDataset": "training.latent_cache",
     "cache_latents": "training.latent_cache",
     # trainers

@@ -1,20 +1,37 @@
 """`make demo` / `python -m diffusers_longvid.demo`: a long video from a multi-clip script, on CPU, offline.
 
-With the built-in toy preset (`diffusers_longvid.presets.get_preset_path("toy")`) present, the demo generates the
-toy world's script with it. Until that preset is trained and shipped, the demo runs the same user path — a pipeline
-folder loaded with `from_pretrained` and `longvid generate` — on a tiny *randomly initialised* model: the frames are
-noise from an untrained model, but the clip loop, RoPE offsets, KV cache, prompt-similarity selection, T-RFlow,
-streaming mp4 writer and JSON sidecar all run for real.
+With the built-in toy preset (`diffusers_longvid.presets.get_preset_path("toy")`, trained by
+`examples/toy/train_toy.sh`) the demo generates a 61-second toy-world script (81 clips, objects that leave the frame
+and come back, prompts that then do not name their colour) four ways and writes, to `--out`:
+
+- `toy_long_video.mp4` — our method (KV cache over 5 prompt-selected history clips + T-RFlow), with its
+  `toy_long_video.json` sidecar;
+- `comparison.mp4` — ground truth | ours | no KV cache | no KV cache and no T-RFlow, side by side, labelled;
+- `comparison.png` — a contact sheet of the same four rows, a frame every 4 seconds;
+- `toy_script.json` (the script) and `report/` (`longvid toy-eval` of every variant against the ground truth:
+  `toy_eval_<variant>.json|md|png` and `summary.md`).
+
+Without the preset (a source checkout whose preset was removed), the demo runs the same user path — a pipeline folder
+loaded with `from_pretrained` and `longvid generate` — on a tiny *randomly initialised* model: the frames are noise,
+but the clip loop, RoPE offsets, KV cache, prompt-similarity selection, T-RFlow, streaming mp4 writer and JSON sidecar
+all run for real.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
+import time
 from pathlib import Path
+from typing import Any
 
 logger = logging.getLogger("diffusers_longvid.demo")
+
+#: Seed and length of the demo's toy script: `random_script(DEMO_NUM_CLIPS, seed=DEMO_SCRIPT_SEED, num_objects=2)`.
+DEMO_SCRIPT_SEED = 7
+DEMO_NUM_CLIPS = 81
 
 DEMO_SCRIPT = [
     "a red circle moves right across a blue background",
@@ -26,6 +43,13 @@ DEMO_SCRIPT = [
     "the red circle moves left across the blue background",
     "the green square grows",
 ]
+
+
+def demo_toy_script(num_clips: int = DEMO_NUM_CLIPS, seed: int = DEMO_SCRIPT_SEED) -> list[dict[str, Any]]:
+    """The demo's toy script: two objects, exits and re-entries (at least one), occasional background changes."""
+    from .toy import random_script
+
+    return random_script(num_clips, seed=seed, num_objects=2)
 
 
 def _untrained_pipeline_folder(root: Path) -> Path:
@@ -43,11 +67,105 @@ def _untrained_pipeline_folder(root: Path) -> Path:
     return folder
 
 
+def run_toy_demo(out: Path, num_clips: int | None = None, steps: int | None = None) -> dict[str, Any]:
+    """Generate the demo script with the toy preset four ways and write the files listed in the module docstring.
+
+    Args:
+        out (`Path`): Output folder.
+        num_clips (`int`, *optional*): Clips of the demo script to generate (default: all 81, 61 s).
+        steps (`int`, *optional*): Denoising steps per clip (default: the preset's).
+
+    Returns:
+        `dict`: the written paths and, per variant, the overall toy-eval metrics.
+    """
+    import numpy as np
+    import torch
+
+    from .pipelines.longvideo.pipeline_longvideo_extension import LongVideoExtensionPipeline
+    from .presets import get_preset_path
+    from .toy import save_script
+    from .toy.compare import (
+        DEFAULT_VARIANTS,
+        GROUND_TRUTH,
+        ground_truth_frames,
+        run_variants,
+        write_contact_sheet,
+        write_side_by_side,
+    )
+    from .toy.evaluate import evaluate_toy_video, write_toy_eval_report
+    from .toy.preset import load_preset_settings
+    from .video_io import write_video
+
+    out.mkdir(parents=True, exist_ok=True)
+    path = get_preset_path("toy")
+    settings = load_preset_settings(path)
+    script = demo_toy_script(num_clips or DEMO_NUM_CLIPS)
+    save_script(script, out / "toy_script.json")
+    F, k, fps = settings["num_frames"], settings["num_condition_frames"], settings["fps"]
+    steps = steps or settings["num_inference_steps"]
+    num_frames_total = F + (len(script) - 1) * (F - k)
+    logger.info(
+        f"Toy demo: {len(script)} clips of {F} frames ({k} shared) = {num_frames_total} frames "
+        f"({num_frames_total / fps:.1f} s at {fps} fps), {steps} steps per clip, 3 variants + ground truth."
+    )
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    pipe = LongVideoExtensionPipeline.from_pretrained(path)
+    start = time.time()
+    videos = run_variants(
+        pipe, script, DEFAULT_VARIANTS, seed=0, num_frames=F, num_condition_frames=k, steps=steps,
+        size=settings["height"], guidance_scale=settings["guidance_scale"],
+        max_sequence_length=settings["max_sequence_length"],
+    )
+    seconds = time.time() - start
+    truth = ground_truth_frames(script, F, k, size=settings["height"], fps=fps, seed=0)
+    ours = videos[DEFAULT_VARIANTS[0].name]
+    write_video(ours, out / "toy_long_video.mp4", fps=fps)
+    sidecar = {
+        "model": "toy", "preset": path, "script": "toy_script.json", "frames": int(ours.shape[0]),
+        "seconds": ours.shape[0] / fps, "settings": {**settings, "num_inference_steps": steps},
+        "variant": DEFAULT_VARIANTS[0].to_dict(), "generation_seconds_all_variants": round(seconds, 1),
+    }
+    (out / "toy_long_video.json").write_text(json.dumps(sidecar, indent=1) + "\n")
+    panels = {GROUND_TRUTH: truth, **videos}
+    comparison = write_side_by_side(panels, out / "comparison.mp4", fps=fps, upscale=4)
+    sheet = write_contact_sheet(panels, out / "comparison.png", every_seconds=4.0, fps=fps, upscale=2)
+
+    report_dir = out / "report"
+    summary: dict[str, Any] = {}
+    lines = ["| variant | background colour error | object colour error | re-entry accuracy | sharpness ratio |",
+             "|---|---|---|---|---|"]
+    for name, frames in videos.items():
+        result = evaluate_toy_video(np.asarray(frames), script, num_frames=F, num_condition_frames=k, fps=fps)
+        slug = name.lower().replace(" ", "-")
+        write_toy_eval_report(result, report_dir / slug)
+        o = result.overall
+        summary[name] = o
+        lines.append(
+            f"| {name} | {_fmt(o.get('background_color_error'))} | {_fmt(o.get('object_color_error'))} | "
+            f"{_fmt(o.get('reentry_accuracy'))} | {_fmt(o.get('sharpness_ratio'))} |"
+        )
+    (report_dir / "summary.md").write_text("\n".join(lines) + "\n")
+    logger.info("\n" + "\n".join(lines))
+    logger.info(f"Wrote {out / 'toy_long_video.mp4'}, {comparison}, {sheet} and {report_dir}.")
+    return {"video": str(out / "toy_long_video.mp4"), "comparison": comparison, "contact_sheet": sheet,
+            "report": str(report_dir), "metrics": summary, "seconds": seconds}
+
+
+def _fmt(value: Any) -> str:
+    return "–" if value is None else f"{value:.3f}"
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m diffusers_longvid.demo", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m diffusers_longvid.demo", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("demo_output"), help="Output folder.")
     parser.add_argument("--num-clips", type=int, default=None, help="Clips to generate (default: the whole script).")
+    parser.add_argument("--steps", type=int, default=None, help="Denoising steps per clip (default: the preset's).")
     args = parser.parse_args(argv)
+    if args.num_clips is not None and args.num_clips < 1:
+        parser.error(f"`--num-clips` must be >= 1, got {args.num_clips}.")
+    if args.steps is not None and args.steps < 1:
+        parser.error(f"`--steps` must be >= 1, got {args.steps}.")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args.out.mkdir(parents=True, exist_ok=True)
 
@@ -55,26 +173,28 @@ def main(argv: list[str] | None = None) -> int:
     from .presets import get_preset_path
 
     try:
-        model = get_preset_path("toy")
-        trained = True
+        get_preset_path("toy")
     except FileNotFoundError:
-        model = str(_untrained_pipeline_folder(args.out))
-        trained = False
-        logger.warning(
-            "The trained toy preset is not shipped yet: generating with a tiny RANDOMLY INITIALISED model. The video "
-            "is noise from an untrained model; the long-video machinery around it is real."
-        )
+        pass
+    else:
+        run_toy_demo(args.out, num_clips=args.num_clips, steps=args.steps)
+        return 0
+
+    model = str(_untrained_pipeline_folder(args.out))
+    logger.warning(
+        "The trained toy preset is missing: generating with a tiny RANDOMLY INITIALISED model. The video is noise "
+        "from an untrained model; the long-video machinery around it is real."
+    )
     script = DEMO_SCRIPT[: args.num_clips] if args.num_clips else DEMO_SCRIPT
     prompts_file = args.out / "script.txt"
     prompts_file.write_text("\n".join(script) + "\n")
-    video = args.out / ("toy_long_video.mp4" if trained else "untrained_long_video.mp4")
-    size = "64" if trained else "32"
+    video = args.out / "untrained_long_video.mp4"
     code = cli.main(
         [
             "generate",
             "--model", model,
             "--prompts-file", str(prompts_file),
-            "--height", size, "--width", size,
+            "--height", "32", "--width", "32",
             "--num-frames", "33", "--num-condition-frames", "5",
             "--num-inference-steps", "12", "--guidance-scale", "3.0",
             "--seed", "0", "--out", str(video),

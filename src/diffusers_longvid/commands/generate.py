@@ -60,7 +60,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=(
             "Generate a long video clip by clip with LongVideoExtensionPipeline. Each clip is appended to the mp4 as "
             "soon as it is finished; a JSON sidecar (same name, .json) records prompts, settings, timings and the "
-            "KV plan."
+            "KV plan. Options marked * default to the model folder's preset.json when it has one (the built-in "
+            "`toy` preset does), else to the value shown."
         ),
     )
     parser.add_argument(
@@ -83,22 +84,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--video", type=Path, default=None, help="Video to continue (its last frames condition clip 0)."
     )
-    parser.add_argument("--height", type=int, default=480, help="Frame height (multiple of 16).")
-    parser.add_argument("--width", type=int, default=832, help="Frame width (multiple of 16).")
-    parser.add_argument("--num-frames", type=int, default=81, help="Frames per clip (4k+1).")
+    parser.add_argument("--height", type=int, default=None, help="Frame height (multiple of 16; default 480*).")
+    parser.add_argument("--width", type=int, default=None, help="Frame width (multiple of 16; default 832*).")
+    parser.add_argument("--num-frames", type=int, default=None, help="Frames per clip (4k+1; default 81*).")
     parser.add_argument(
         "--num-condition-frames",
         type=int,
-        default=5,
-        help="Frames of the previous clip that condition the next (1+4j).",
+        default=None,
+        help="Frames of the previous clip that condition the next (1+4j; default 5*).",
     )
-    parser.add_argument("--num-inference-steps", type=int, default=50, help="Steps of the full schedule per clip.")
-    parser.add_argument("--guidance-scale", type=float, default=5.0, help="Classifier-free guidance scale.")
+    parser.add_argument(
+        "--num-inference-steps", type=int, default=None, help="Steps of the full schedule per clip (default 50*)."
+    )
+    parser.add_argument(
+        "--guidance-scale", type=float, default=None, help="Classifier-free guidance scale (default 5.0*)."
+    )
     parser.add_argument("--seed", type=int, default=0, help="Seed of the (CPU) generator.")
     parser.add_argument(
         "--out", type=Path, default=Path("video.mp4"), help="Output mp4; the sidecar is written next to it as .json."
     )
-    parser.add_argument("--fps", type=float, default=16.0, help="Frames per second of the mp4.")
+    parser.add_argument("--fps", type=float, default=None, help="Frames per second of the mp4 (default 16*).")
     parser.add_argument(
         "--tau-low",
         type=float,
@@ -117,7 +122,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--max-cached-clips", type=int, default=None, help="Most history clips held in the KV cache at once."
     )
-    parser.add_argument("--max-sequence-length", type=int, default=512, help="Tokens per prompt.")
+    parser.add_argument(
+        "--max-sequence-length",
+        type=int,
+        default=None,
+        help="Tokens per prompt (default: the tokenizer's model_max_length, at most 512).",
+    )
     parser.add_argument("--device", default="auto", help="`auto` (cuda if available), `cpu`, `cuda`, `cuda:1`, ...")
     parser.add_argument(
         "--dtype",
@@ -175,6 +185,31 @@ def _resolve_model(model: str) -> str:
         return get_preset_path("toy")
     except FileNotFoundError as error:
         raise ValueError(f"`--model toy`: {error}") from error
+
+
+# * options left out take the model folder's `preset.json` value (the built-in `toy` preset has one), else these
+_GENERATION_DEFAULTS: dict[str, Any] = {
+    "height": 480,
+    "width": 832,
+    "num_frames": 81,
+    "num_condition_frames": 5,
+    "num_inference_steps": 50,
+    "guidance_scale": 5.0,
+    "fps": 16.0,
+    "max_sequence_length": None,  # None: the pipeline's default_max_sequence_length
+}
+
+
+def _apply_model_defaults(opts: argparse.Namespace, model_path: str) -> None:
+    """Fill the sampling options left out with the model's `preset.json` (a local folder's), else Wan's defaults."""
+    preset: dict[str, Any] = {}
+    preset_file = Path(model_path) / "preset.json"
+    if preset_file.is_file():
+        preset = json.loads(preset_file.read_text(encoding="utf-8"))
+    for name, default in _GENERATION_DEFAULTS.items():
+        if getattr(opts, name, None) is None:
+            setattr(opts, name, preset.get(name, default))
+    opts.fps = float(opts.fps)
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
@@ -262,6 +297,7 @@ def run(args: argparse.Namespace) -> int:
         opts = argparse.Namespace(**job["args"])
         prompts = job["prompts"]
         model_path = _resolve_model(opts.model)
+        _apply_model_defaults(opts, model_path)
         if opts.image is not None and opts.video is not None:
             raise ValueError("Pass either `--image` or `--video`, not both.")
         for flag, path in (("--image", opts.image), ("--video", opts.video)):
@@ -332,7 +368,7 @@ def run(args: argparse.Namespace) -> int:
         "tau_high": opts.tau_high,
         "kv_cache_clips": pipe.config.kv_cache_clips if opts.kv_cache_clips is None else opts.kv_cache_clips,
         "max_cached_clips": pipe.config.max_cached_clips if opts.max_cached_clips is None else opts.max_cached_clips,
-        "max_sequence_length": opts.max_sequence_length,
+        "max_sequence_length": opts.max_sequence_length or pipe.default_max_sequence_length,
         "fps": opts.fps,
         "device": str(device),
         "dtype": dtype_name,

@@ -9,6 +9,7 @@ from pathlib import Path
 # option -> field of `ToyVAETrainingConfig`; an option left out keeps the recipe's default (see docs/toy.md).
 _FIELDS: dict[str, tuple[type, str]] = {
     "steps": (int, "Total optimisation steps, single-frame ones included."),
+    "stop_at": (int, "Stop (with a checkpoint) at this step, keeping the schedule of --steps."),
     "image_steps": (int, "Leading single-frame steps (the causal first-frame path)."),
     "image_batch_size": (int, "Frames per single-frame step."),
     "batch_size": (int, "Clips per video step."),
@@ -54,6 +55,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                            help="Decode posterior samples.")
     posterior.add_argument("--mode-posterior", dest="sample_posterior", action="store_false",
                            help="Decode the posterior mode.")
+    parser.add_argument("--decoder-only", action="store_true", default=None, dest="decoder_only",
+                        help="Freeze the encoder and train the decoder only: latents (and caches of them) stay valid.")
     parser.add_argument("--base-dim", type=int, default=None, help="Override the VAE's base width.")
     parser.add_argument("--num-threads", type=int, default=1, help="torch CPU threads (default 1).")
     parser.add_argument(
@@ -71,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
     from ..toy.vae import train_toy_vae
 
     torch.set_num_threads(args.num_threads)
-    overrides = {name: getattr(args, name) for name in (*_FIELDS, "lr_schedule", "sample_posterior")}
+    overrides = {name: getattr(args, name) for name in (*_FIELDS, "lr_schedule", "sample_posterior", "decoder_only")}
     overrides = {k: v for k, v in overrides.items() if v is not None}
     if args.base_dim is not None:
         overrides["model"] = {"base_dim": args.base_dim}

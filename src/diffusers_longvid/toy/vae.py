@@ -277,6 +277,11 @@ class ToyVAETrainingConfig:
         checkpoint_minutes (`float`): Also save when this many minutes passed since the last save (0 disables).
         keep_checkpoints (`int`): Older `checkpoint-*` folders beyond this many are deleted.
         model (`dict`): Overrides of `TOY_VAE_CONFIG`.
+        decoder_only (`bool`): Train only the decoder (`decoder` and `post_quant_conv`); the encoder is frozen, so
+            the latents — and every latent cache or transformer trained on them — stay valid while the decoder keeps
+            improving (the way Stable Diffusion's ft-MSE VAE was fine-tuned).
+        stop_at (`int`, *optional*): Stop (with a checkpoint) once this step is reached, keeping the schedule of
+            `steps`: how the shipped toy VAE was made (the 5000-step recipe stopped at step 3250).
     """
 
     steps: int = 5000
@@ -304,6 +309,8 @@ class ToyVAETrainingConfig:
     checkpoint_minutes: float = 10.0
     keep_checkpoints: int = 2
     model: dict[str, Any] = field(default_factory=dict)
+    decoder_only: bool = False
+    stop_at: int | None = None
 
     def __post_init__(self) -> None:
         positive = ("steps", "image_batch_size", "batch_size", "num_frames", "size", "max_objects", "eval_clips",
@@ -316,6 +323,8 @@ class ToyVAETrainingConfig:
             if (getattr(self, name) - 1) % 4:
                 value = getattr(self, name)
                 raise ValueError(f"`{name}` must be 1 + 4n (the causal VAE's frame counts), got {value}.")
+        if self.stop_at is not None and (not isinstance(self.stop_at, int) or self.stop_at < 1):
+            raise ValueError(f"`stop_at` must be a positive integer or None, got {self.stop_at!r}.")
         if self.image_steps < 0 or self.warmup_steps < 0:
             raise ValueError("`image_steps` and `warmup_steps` must be >= 0.")
         if self.lr_schedule not in ("constant", "cosine"):
@@ -448,7 +457,11 @@ def train_toy_vae(
     else:
         vae = make_toy_vae(seed=config.seed, **config.model)
     vae.train()
-    optimizer = torch.optim.AdamW(vae.parameters(), lr=config.learning_rate, betas=(0.9, 0.99), weight_decay=0.0)
+    if config.decoder_only:
+        for module in (vae.encoder, vae.quant_conv):
+            module.requires_grad_(False)
+    trainable = [p for p in vae.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=config.learning_rate, betas=(0.9, 0.99), weight_decay=0.0)
     if state is not None:
         optimizer.load_state_dict(state["optimizer"])
 
@@ -474,10 +487,15 @@ def train_toy_vae(
         run_eval(start_step)
         return {"step": start_step, "eval": last, "vae": str(out / "vae")}
 
+    end_step = config.steps if config.stop_at is None else min(config.steps, config.stop_at)
+    if start_step >= end_step:
+        logger.info(f"Nothing to do: the checkpoint is at step {start_step} >= `stop_at` {end_step}.")
+        run_eval(start_step)
+        return {"step": start_step, "eval": last, "vae": str(out / "vae")}
     last_save = time.time()
     window: list[float] = []
     tick = time.time()
-    progress = tqdm(range(start_step, config.steps), initial=start_step, total=config.steps, desc="toy VAE",
+    progress = tqdm(range(start_step, end_step), initial=start_step, total=config.steps, desc="toy VAE",
                     mininterval=30.0)
     for step in progress:
         image_phase = step < config.image_steps
@@ -490,7 +508,8 @@ def train_toy_vae(
         )
         for group in optimizer.param_groups:
             group["lr"] = config.lr_at(step)
-        posterior = vae.encode(batch).latent_dist
+        with torch.set_grad_enabled(not config.decoder_only):
+            posterior = vae.encode(batch).latent_dist
         if config.sample_posterior:
             generator = torch.Generator().manual_seed(config.seed * 1_000_003 + step)
             z = posterior.sample(generator=generator)
@@ -504,7 +523,7 @@ def train_toy_vae(
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if config.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(vae.parameters(), config.grad_clip)
+            torch.nn.utils.clip_grad_norm_(trainable, config.grad_clip)
         optimizer.step()
         window.append(loss.item())
 
@@ -520,9 +539,9 @@ def train_toy_vae(
             _append_metrics(out, record)
             progress.set_postfix(loss=record["loss"], psnr=record["train_psnr"])
             window, tick = [], time.time()
-        if done % config.eval_every == 0 or done == config.steps:
+        if done % config.eval_every == 0 or done == end_step:
             run_eval(done)
-        save_due = done % config.checkpoint_every == 0 or done == config.steps
+        save_due = done % config.checkpoint_every == 0 or done == end_step
         if config.checkpoint_minutes > 0 and time.time() - last_save > 60 * config.checkpoint_minutes:
             save_due = True
         if save_due:
@@ -531,4 +550,4 @@ def train_toy_vae(
             ckpt = _save(out, vae, optimizer, done, config, stats)
             last_save = time.time()
             logger.info(f"Saved {ckpt}.")
-    return {"step": config.steps, "eval": last, "vae": str(out / "vae")}
+    return {"step": end_step, "eval": last, "vae": str(out / "vae")}

@@ -30,6 +30,7 @@ _LAZY_IMPORTS: dict[str, str] = {
     # latent cache
     "CachedLongVideoDataset": "latent_cache",
     "CachedShortClipDataset": "latent_cache",
+    "CachedLongVideoClipDataset": "latent_cache",
     "LatentCacheSummary": "latent_cache",
     "cache_latents": "latent_cache",
     "denormalize_latents": "latent_cache",

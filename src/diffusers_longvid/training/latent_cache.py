@@ -443,8 +443,12 @@ class _ShardBuilder:
         generator = None
         if self.sample_mode == "sample":
             generator = torch.Generator(self.vae.device).manual_seed(self.seed + index)
-        # one clip at a time: each clip is encoded on its own by the causal VAE, as the pipeline does
-        latents = torch.stack([encode_video_latents(self.vae, clip, self.sample_mode, generator) for clip in clips])
+        # each clip is encoded on its own by the causal VAE (clips are a batch, never one long video), as the
+        # pipeline encodes clips
+        if self.sample_mode == "sample":
+            latents = torch.stack([encode_video_latents(self.vae, clip, self.sample_mode, generator) for clip in clips])
+        else:
+            latents = encode_video_latents(self.vae, torch.stack(clips), self.sample_mode, generator)
         self.tensors[f"{key}.latents"] = (latents[0] if pixel_values.ndim == 4 else latents).to("cpu", self.save_dtype)
 
         captions = [item["caption"]] if "caption" in item else list(item["captions"])
@@ -639,3 +643,46 @@ class CachedLongVideoDataset(_CachedDataset):
             prompt_seq_lens=[prompts[cid].shape[0] for cid in caption_ids],
         )
         return item
+
+
+class CachedLongVideoClipDataset(torch.utils.data.Dataset):
+    r"""Every clip of a long-video cache as one stage-1 item: a `CachedShortClipDataset` view of a `"long"` cache.
+
+    A clip of a long-video item is the window the extension model fills in at inference: its first
+    `overlap_frames` frames are the previous clip's last ones. Stage 1 can therefore train on the same cache as stage
+    2, without encoding the clips twice. Items hold `latents` (`(z_dim, f, h, w)`), `prompt_embeds`
+    (`(max_sequence_length, D)`), `prompt_seq_len`, `caption`, `num_frames`, `fps`, `video_path`, `index` (the
+    cached item) and `clip_index` (the clip within it).
+
+    Args:
+        cache_dir (`str` or `os.PathLike`): A cache written with `--kind long`.
+    """
+
+    def __init__(self, cache_dir: str | os.PathLike):
+        self.clips = CachedLongVideoDataset(cache_dir, num_clips=1)
+        self.metadata = self.clips.metadata
+        self.max_sequence_length = self.clips.max_sequence_length
+
+    def __len__(self) -> int:
+        return len(self.clips)
+
+    @property
+    def empty_prompt_embeds(self) -> torch.Tensor:
+        """The embedding of the empty caption, padded to `(max_sequence_length, D)`."""
+        return self.clips.empty_prompt_embeds
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        position, first, _ = self.clips.pieces[index]
+        item = self.clips[index]
+        return {
+            "latents": item["latents"][0],
+            "prompt_embeds": item["prompt_embeds"][0],
+            "prompt_seq_len": item["prompt_seq_lens"][0],
+            "caption": item["captions"][0],
+            "num_frames": item["num_frames"],
+            "fps": item["fps"],
+            "video_path": item["video_path"],
+            "index": item["index"],
+            "clip_index": first,
+            "num_skipped": 0,
+        }

@@ -132,12 +132,16 @@ class WanTrainingSpecBase:
 
     # ------------------------------------------------------------------ data
     def build_dataset(self) -> Dataset:
-        """The stage-1 dataset: `CachedShortClipDataset` (with `--latent-cache`) or `ShortClipDataset`."""
+        """The stage-1 dataset: `CachedShortClipDataset` or, for a `--kind long` cache, `CachedLongVideoClipDataset`
+        (with `--latent-cache`), else `ShortClipDataset`."""
         cfg = self.config
         if cfg.latent_cache is not None:
-            from .latent_cache import CachedShortClipDataset
+            from .latent_cache import CachedLongVideoClipDataset, CachedShortClipDataset, load_cache_index
 
-            dataset = CachedShortClipDataset(cfg.latent_cache)
+            if load_cache_index(cfg.latent_cache)["metadata"].get("kind") == "long":
+                dataset = CachedLongVideoClipDataset(cfg.latent_cache)  # every clip of the long videos is an item
+            else:
+                dataset = CachedShortClipDataset(cfg.latent_cache)
             self._use_cache_sizes(dataset.metadata)
             if dataset.metadata.get("num_frames") is None and cfg.train_batch_size > 1:
                 raise ValueError(

@@ -31,6 +31,10 @@ from transformers import AutoTokenizer, PreTrainedModel
 
 from ...attention.rope import rope_frame_offset
 from ...extension import denormalize_latents, num_latent_frames, prepare_extension_condition
+
+# diffusers only loads a saved component whose module is already imported: a pipeline folder saved with our
+# scheduler names `diffusers_longvid.schedulers.scheduling_trflow`, so importing the pipeline imports it.
+from ...schedulers import scheduling_trflow as _scheduling_trflow  # noqa: F401
 from .pipeline_output import LongVideoClip, LongVideoPipelineOutput
 from .state import GenerationState, GenerationStateWriter, tensor_fingerprint
 
@@ -585,6 +589,14 @@ class LongVideoExtensionPipeline(DiffusionPipeline, WanLoraLoaderMixin):
         return pixels.to(torch.float32)
 
     @property
+    def default_max_sequence_length(self) -> int:
+        """Tokens per prompt when a call does not say: the tokenizer's `model_max_length`, capped at 512 (Wan2.1's
+        length; tokenizers without a limit report a huge number). A model must be sampled with the length it was
+        trained with, since the zero-padded positions take part in cross-attention."""
+        limit = getattr(getattr(self, "tokenizer", None), "model_max_length", None)
+        return int(limit) if isinstance(limit, int) and 0 < limit < 512 else 512
+
+    @property
     def guidance_scale(self):
         return self._guidance_scale
 
@@ -683,7 +695,7 @@ class LongVideoExtensionPipeline(DiffusionPipeline, WanLoraLoaderMixin):
         | None = None,
         callback_on_step_end_tensor_inputs: list[str] = ["latents"],
         callback_on_clip_end: Callable[[Any, int, Any, dict], None] | None = None,
-        max_sequence_length: int = 512,
+        max_sequence_length: int | None = None,
         kv_cache_clips: int | None = None,
         max_cached_clips: int | None = None,
         clip_selector: Any = None,
@@ -772,6 +784,8 @@ class LongVideoExtensionPipeline(DiffusionPipeline, WanLoraLoaderMixin):
             callback_on_step_end_tensor_inputs = callback_on_step_end.tensor_inputs
         kv_cache_clips = self.config.kv_cache_clips if kv_cache_clips is None else kv_cache_clips
         max_cached_clips = self.config.max_cached_clips if max_cached_clips is None else max_cached_clips
+        if max_sequence_length is None:
+            max_sequence_length = self.default_max_sequence_length
 
         # 1. Check inputs. Raise error if not correct
         prompts = self.check_inputs(
@@ -1439,7 +1453,7 @@ class LongVideoExtensionPipeline(DiffusionPipeline, WanLoraLoaderMixin):
         | None = None,
         callback_on_step_end_tensor_inputs: list[str] = ["latents"],
         callback_on_clip_end: Callable[[Any, int, Any, dict], None] | None = None,
-        max_sequence_length: int = 512,
+        max_sequence_length: int | None = None,
         kv_cache_clips: int | None = None,
         max_cached_clips: int | None = None,
         clip_selector: Any = None,
@@ -1507,8 +1521,9 @@ class LongVideoExtensionPipeline(DiffusionPipeline, WanLoraLoaderMixin):
                 Called when a clip is finished and decoded, as `callback_on_clip_end(pipe, clip_index,
                 clip_frames_kept, info)`: `clip_frames_kept` are the frames the clip adds (in `output_type`), `info` a
                 dict with its `prompt`, `frame_range`, `latent_offset`, `attends` and `seconds`.
-            max_sequence_length (`int`, defaults to `512`):
-                Tokens per prompt for the text encoder.
+            max_sequence_length (`int`, *optional*):
+                Tokens per prompt for the text encoder (embeddings are zero-padded to it). Defaults to
+                `default_max_sequence_length`: the tokenizer's `model_max_length`, at most 512 (Wan's 512).
             kv_cache_clips (`int`, *optional*):
                 Overrides the pipeline's `kv_cache_clips` config for this call (`0` = no KV cache).
             max_cached_clips (`int`, *optional*):
