@@ -90,14 +90,12 @@ def test_generate_errors(tiny_model, tmp_path, capsys):
     assert "could not load" in capsys.readouterr().err
 
 
-def test_generate_toy_preset_missing_is_a_clear_error(tmp_path, capsys):
-    from diffusers_longvid.presets import get_preset_path
+def test_generate_toy_preset_missing_is_a_clear_error(tmp_path, capsys, monkeypatch):
+    import diffusers_longvid.presets as presets
 
-    try:
-        get_preset_path("toy")
-        pytest.skip("the toy preset is present")
-    except FileNotFoundError:
-        pass
+    monkeypatch.setattr(presets, "_PRESET_ROOT", tmp_path / "no-presets")  # a checkout whose preset was removed
+    with pytest.raises(FileNotFoundError, match="train_toy.sh"):
+        presets.get_preset_path("toy")
     assert main(["generate", "--model", "toy", "--prompt", "a", "--out", str(tmp_path / "t.mp4")]) == 2
     assert "`--model toy`" in capsys.readouterr().err
 

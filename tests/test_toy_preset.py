@@ -242,3 +242,31 @@ def test_generate_cli_uses_the_preset_settings(preset_path, tmp_path):
     assert read_video(out).shape == (2 * F - k, 64, 64, 3)
     sidecar = json.loads(out.with_suffix(".json").read_text())
     assert sidecar["settings"]["num_frames"] == F and sidecar["settings"]["max_sequence_length"] == 64
+
+
+def test_demo_script_is_a_minute_with_reentries():
+    from diffusers_longvid.demo import demo_toy_script
+    from diffusers_longvid.toy import is_reentry
+
+    script = demo_toy_script()
+    F, k, fps = TOY_SAMPLING["num_frames"], TOY_SAMPLING["num_condition_frames"], TOY_SAMPLING["fps"]
+    assert (F + (len(script) - 1) * (F - k)) / fps >= 60.0
+    assert sum(any(flags) for flags in is_reentry(script)) >= 1
+
+
+def test_demo_writes_video_comparison_and_report(preset_path, tmp_path):
+    from diffusers_longvid.demo import main
+    from diffusers_longvid.video_io import read_video
+
+    assert main(["--out", str(tmp_path), "--num-clips", "3", "--steps", "2"]) == 0
+    F, k = TOY_SAMPLING["num_frames"], TOY_SAMPLING["num_condition_frames"]
+    assert read_video(tmp_path / "toy_long_video.mp4").shape == (F + 2 * (F - k), 64, 64, 3)
+    side = read_video(tmp_path / "comparison.mp4")
+    assert side.shape[0] == F + 2 * (F - k) and side.shape[2] >= 4 * 64 * 4  # four panels, upscaled 4x
+    assert (tmp_path / "comparison.png").stat().st_size > 1000
+    assert len(load_script(tmp_path / "toy_script.json")) == 3
+    summary = (tmp_path / "report" / "summary.md").read_text()
+    for name in ("ours", "no-KV", "no-KV-no-T-RFlow"):
+        assert f"| {name} |" in summary
+        assert (tmp_path / "report" / name.lower() / "toy_eval.json").is_file()
+    assert json.loads((tmp_path / "toy_long_video.json").read_text())["settings"]["num_inference_steps"] == 2

@@ -2,7 +2,8 @@
 
 With the built-in toy preset (`diffusers_longvid.presets.get_preset_path("toy")`, trained by
 `examples/toy/train_toy.sh`) the demo generates a 61-second toy-world script (81 clips, objects that leave the frame
-and come back, prompts that then do not name their colour) four ways and writes, to `--out`:
+and come back, prompts that then do not name their colour), continuing the ground truth's first 5 frames, four
+ways, and writes to `--out`:
 
 - `toy_long_video.mp4` — our method (KV cache over 5 prompt-selected history clips + T-RFlow), with its
   `toy_long_video.json` sidecar;
@@ -92,6 +93,7 @@ def run_toy_demo(out: Path, num_clips: int | None = None, steps: int | None = No
         write_contact_sheet,
         write_side_by_side,
     )
+    from .toy.ablate import ground_truth_start
     from .toy.evaluate import evaluate_toy_video, write_toy_eval_report
     from .toy.preset import load_preset_settings
     from .video_io import write_video
@@ -111,13 +113,15 @@ def run_toy_demo(out: Path, num_clips: int | None = None, steps: int | None = No
     torch.set_num_threads(max(1, torch.get_num_threads()))
     pipe = LongVideoExtensionPipeline.from_pretrained(path)
     start = time.time()
+    truth = ground_truth_frames(script, F, k, size=settings["height"], fps=fps, seed=0)
+    # clip 0 continues the ground truth's first k frames, so positions and colours are known at t = 0 and the
+    # report measures how each variant keeps them (see `AblationConfig.start_from_ground_truth`)
     videos = run_variants(
         pipe, script, DEFAULT_VARIANTS, seed=0, num_frames=F, num_condition_frames=k, steps=steps,
         size=settings["height"], guidance_scale=settings["guidance_scale"],
-        max_sequence_length=settings["max_sequence_length"],
+        max_sequence_length=settings["max_sequence_length"], video=ground_truth_start(truth, k),
     )
     seconds = time.time() - start
-    truth = ground_truth_frames(script, F, k, size=settings["height"], fps=fps, seed=0)
     ours = videos[DEFAULT_VARIANTS[0].name]
     write_video(ours, out / "toy_long_video.mp4", fps=fps)
     sidecar = {

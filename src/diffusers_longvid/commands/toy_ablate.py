@@ -53,6 +53,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="MODULE:FUNCTION",
         help="A custom `evaluate_fn(frames, sample)` (see diffusers_longvid.toy.ablate); overrides --evaluator.",
     )
+    parser.add_argument(
+        "--start-from-ground-truth",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="Condition clip 0 on the ground truth's first condition frames (video continuation), so that object "
+        "positions and colours are known at t = 0 and the mask-based metrics measure how they are kept.",
+    )
     parser.add_argument("--device", default="cpu", help="Device of the pipeline (e.g. cpu, cuda).")
     parser.set_defaults(func=run)
 
@@ -114,6 +121,7 @@ def run(args: argparse.Namespace) -> int:
             calibrated_tau_low=args.calibrated_tau_low,
             window_seconds=args.window_seconds,
             max_sequence_length=args.max_sequence_length,
+            start_from_ground_truth=args.start_from_ground_truth,
         )
         evaluate_fn = _evaluate_fn(args)
     except (ValueError, ImportError, AttributeError) as error:

@@ -57,7 +57,7 @@ TOY_SAMPLING: dict[str, Any] = {
     "max_sequence_length": 64,
     "condition_fill": "zeros",
     "num_inference_steps": 16,
-    "guidance_scale": 3.0,
+    "guidance_scale": 2.0,
 }
 
 _SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")

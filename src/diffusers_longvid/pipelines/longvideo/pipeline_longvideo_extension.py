@@ -1128,8 +1128,10 @@ class LongVideoExtensionPipeline(DiffusionPipeline, WanLoraLoaderMixin):
                         xm.mark_step()
 
             self._current_timestep = None
-            if replacement_noise is not None:
-                latents = condition.replace_known(latents, 0.0)  # the known frames are exactly c
+            # The fully known latent frames are exactly the condition's, in both modes: an extension model is not
+            # trained to reproduce them (stage 1 excludes them from the loss), and they are what the clip's K/V
+            # record and what clip 0 shows of a continued `video` / `image`.
+            latents = condition.replace_known(latents, 0.0)
 
             # Record the finished clip's K/V: one forward of the clean clip at timestep 0 per CFG branch, skipped when
             # the storage plan will not keep this clip. Its own cache context keeps diffusers' cache hooks apart.
