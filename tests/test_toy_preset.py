@@ -270,3 +270,29 @@ def test_demo_writes_video_comparison_and_report(preset_path, tmp_path):
         assert f"| {name} |" in summary
         assert (tmp_path / "report" / name.lower() / "toy_eval.json").is_file()
     assert json.loads((tmp_path / "toy_long_video.json").read_text())["settings"]["num_inference_steps"] == 2
+
+
+def test_toy_commands(tmp_path, capsys):
+    from diffusers_longvid.cli import main
+    from diffusers_longvid.testing import get_tiny_vae
+
+    assert main(["toy-data", "--out", str(tmp_path / "data"), "--num-videos", "1", "--num-clips", "2",
+                 "--num-frames", "9", "--num-condition-frames", "1", "--size", "32"]) == 0
+    lines = (tmp_path / "data" / "long.jsonl").read_text().splitlines()
+    assert len(lines) == 1 and len(json.loads(lines[0])["clips"]) == 2
+    assert main(["toy-data", "--out", str(tmp_path / "bad"), "--num-frames", "8"]) == 2
+    assert "num_frames" in capsys.readouterr().err
+
+    get_tiny_vae().save_pretrained(tmp_path / "vae")
+    assert main(["toy-init", "--out", str(tmp_path / "init"), "--vae", str(tmp_path / "vae"),
+                 "--text-layers", "1"]) == 0
+    from diffusers_longvid.pipelines.longvideo.pipeline_longvideo_extension import LongVideoExtensionPipeline
+
+    pipe = LongVideoExtensionPipeline.from_pretrained(tmp_path / "init")
+    assert pipe.transformer.config.in_channels == 36 and pipe.text_encoder.config.num_hidden_layers == 1
+    assert pipe.default_max_sequence_length == 64 and load_preset_settings(tmp_path / "init") == TOY_SAMPLING
+    assert main(["toy-assemble", "--pipeline", str(tmp_path / "init"), "--out", str(tmp_path / "p"),
+                 "--kv-cache-clips", "-1"]) == 2
+    assert main(["toy-assemble", "--pipeline", str(tmp_path / "init"), "--out", str(tmp_path / "p"),
+                 "--max-size-mb", "1"]) == 1  # 1 MB is too small: refused after writing, with the size
+    assert "above --max-size-mb" in capsys.readouterr().err
