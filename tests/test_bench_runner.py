@@ -235,3 +235,11 @@ def test_performance_doc_holds_the_committed_bench_tables():
     checks = result["analysis"]["checks"]
     assert checks["ours_kv_flat"]["passed"]  # exact, whatever the machine's noise
     assert result["settings"]["num_clips"] >= 30
+
+
+def test_bench_report_command_prints_the_committed_tables(capsys):
+    from diffusers_longvid.benchmarks.report import main
+
+    assert main([str(ROOT / "docs" / "bench")]) == 0
+    result = json.loads((ROOT / "docs" / "bench" / BENCH_FILES["json"]).read_text())
+    assert summary_markdown(result) in capsys.readouterr().out

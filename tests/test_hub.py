@@ -338,3 +338,10 @@ def test_cli_argument_errors(tmp_path, lora_folder, capsys):
     assert main(["push-to-hub", "--repo-id", "me/x", "--lora", str(lora_folder), "--dry-run", "--out",
                  str(tmp_path / "o"), "--eval-results", str(tmp_path / "none.json")]) == 2
     assert "`eval_results`" in capsys.readouterr().err and not (tmp_path / "o").exists()
+
+
+def test_model_card_command_writes_the_root_card(tmp_path):
+    from diffusers_longvid.cli import main
+
+    assert main(["model-card", "--out", str(tmp_path / "card.md")]) == 0
+    assert (tmp_path / "card.md").read_text() == (Path(__file__).resolve().parents[1] / "model_card.md").read_text()

@@ -80,7 +80,6 @@ def run_toy_demo(out: Path, num_clips: int | None = None, steps: int | None = No
         `dict`: the written paths and, per variant, the overall toy-eval metrics.
     """
     import numpy as np
-    import torch
 
     from .pipelines.longvideo.pipeline_longvideo_extension import LongVideoExtensionPipeline
     from .presets import get_preset_path
@@ -110,7 +109,6 @@ def run_toy_demo(out: Path, num_clips: int | None = None, steps: int | None = No
         f"Toy demo: {len(script)} clips of {F} frames ({k} shared) = {num_frames_total} frames "
         f"({num_frames_total / fps:.1f} s at {fps} fps), {steps} steps per clip, 3 variants + ground truth."
     )
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     pipe = LongVideoExtensionPipeline.from_pretrained(path)
     start = time.time()
     truth = ground_truth_frames(script, F, k, size=settings["height"], fps=fps, seed=0)

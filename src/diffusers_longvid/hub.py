@@ -821,5 +821,7 @@ def upload_hub_folder(
     )
 
 
-if __name__ == "__main__":  # `python -m diffusers_longvid.hub > model_card.md` regenerates the root card
-    print(str(render_model_card()), end="")
+if __name__ == "__main__":  # `python -m diffusers_longvid.hub > model_card.md` = `longvid model-card`
+    from .cli import main as _cli_main
+
+    raise SystemExit(_cli_main(["model-card"]))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -648,22 +649,10 @@ def write_report(result: dict[str, Any], out_dir: str | os.PathLike, command: st
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """`python -m diffusers_longvid.benchmarks.report DIR`: the summary tables of `DIR/bench_results.json` (and of
-    `DIR/optimisations.json` when present), as pasted into `docs/performance.md`."""
-    import argparse
+    """`python -m diffusers_longvid.benchmarks.report DIR`: the same as `longvid bench-report DIR`."""
+    from ..cli import main as cli_main
 
-    from .optimisations import optimisations_markdown
-
-    parser = argparse.ArgumentParser(description=main.__doc__)
-    parser.add_argument("folder", type=Path, help="A `longvid bench --out` folder.")
-    args = parser.parse_args(argv)
-    results = args.folder / BENCH_FILES["json"]
-    if results.is_file():
-        print(summary_markdown(json.loads(results.read_text(encoding="utf-8"))))
-    study = args.folder / "optimisations.json"
-    if study.is_file():
-        print(optimisations_markdown(json.loads(study.read_text(encoding="utf-8"))))
-    return 0
+    return cli_main(["bench-report", *(argv if argv is not None else sys.argv[1:])])
 
 
 if __name__ == "__main__":

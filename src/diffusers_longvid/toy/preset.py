@@ -212,9 +212,8 @@ def render_toy_dataset(
     Returns:
         `dict`: the manifest paths and counts.
     """
-    from .scripts import save_script
+    from .scripts import random_script, save_script
     from .world import render_script_clips
-    from .scripts import random_script
 
     for name, value in (("num_videos", num_videos), ("num_clips", num_clips), ("max_objects", max_objects)):
         if not isinstance(value, int) or value < 1:
@@ -375,8 +374,7 @@ def assemble_toy_preset(
 
     pipe = LongVideoExtensionPipeline.from_pretrained(pipeline_dir)
     if vae_dir is not None:
-        pipe.vae = AutoencoderKLWan.from_pretrained(vae_dir)
-        pipe.register_modules(vae=pipe.vae)
+        pipe.register_modules(vae=AutoencoderKLWan.from_pretrained(vae_dir))
     memory: dict[str, Any] = {}
     if lora_dir is not None:
         pipe.load_lora_weights(lora_dir)

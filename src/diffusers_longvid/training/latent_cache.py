@@ -672,7 +672,7 @@ class CachedLongVideoClipDataset(torch.utils.data.Dataset):
         return self.clips.empty_prompt_embeds
 
     def __getitem__(self, index: int) -> dict[str, Any]:
-        position, first, _ = self.clips.pieces[index]
+        _, first, _ = self.clips.pieces[index]
         item = self.clips[index]
         return {
             "latents": item["latents"][0],
