@@ -69,6 +69,12 @@ class CrossClipKVCacheConfig:
         offload_to_cpu (`bool`, *optional*, defaults to `False`):
             Keep stored K/V on the CPU (pinned memory when CUDA is available); only the clips selected for the current
             clip are copied to the device, once per clip.
+        probe_attention (`bool`, *optional*, defaults to `False`):
+            Diagnosis: measure, per cached block, the share of softmax attention mass that the current clip's queries
+            put on each attended history clip and on the current clip (cond branch, averaged over queries, heads and
+            the denoising forwards; recording forwards excluded). It costs one extra `Q K^T` per cached block and
+            forward (computed in query chunks); off, it costs nothing. Read the shares with
+            `CrossClipKVCache.pop_attention_shares()`, or in the pipeline's `kv_plan` (`"attention"`).
     """
 
     blocks: Sequence[int] | None = None
@@ -76,6 +82,7 @@ class CrossClipKVCacheConfig:
     history_frame_stride: int = 1
     history_frame_indices: Sequence[int] | None = None
     offload_to_cpu: bool = False
+    probe_attention: bool = False
 
     def __post_init__(self) -> None:
         if self.blocks is not None:
@@ -100,6 +107,8 @@ class CrossClipKVCacheConfig:
             self.history_frame_indices = tuple(int(i) for i in indices)
         if not isinstance(self.offload_to_cpu, bool):
             raise TypeError(f"`offload_to_cpu` must be a bool, got {self.offload_to_cpu!r}.")
+        if not isinstance(self.probe_attention, bool):
+            raise TypeError(f"`probe_attention` must be a bool, got {self.probe_attention!r}.")
 
     @property
     def subsamples_frames(self) -> bool:
@@ -145,7 +154,7 @@ class CrossClipKVCacheConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> CrossClipKVCacheConfig:
-        """Inverse of `to_dict`."""
+        """Inverse of `to_dict` (also of dicts written before a field existed: missing fields take their defaults)."""
         return cls(**data)
 
 
@@ -296,6 +305,8 @@ class CrossClipKVCache:
         self._token_grid: tuple[int, int, int] | None = None
         self._branches_seen: set[CFGBranch] = set()  # branches that ran forwards since the last commit/discard
         self._kept_index: tuple[tuple[int, int, int, torch.device], torch.Tensor | None] | None = None
+        # attention probe (config.probe_attention): block -> [sum of per-segment shares, number of forwards]
+        self._attention_sums: dict[int, list[Any]] = {}
         # Set by `enable_cross_clip_kv_cache`: the forward pre-hook that reports the token grid.
         self._grid_hook_handle: torch.utils.hooks.RemovableHandle | None = None
 
@@ -400,6 +411,7 @@ class CrossClipKVCache:
             raise ValueError(f"`clip_ids` must not repeat a clip, got {list(clip_ids)}.")
         self._selected = clip_ids
         self._windows = {}
+        self._attention_sums = {}
 
     def release_working_memory(self) -> None:
         """Free the gathered history buffers of the current clip (the selection is kept and re-gathered on use)."""
@@ -536,6 +548,78 @@ class CrossClipKVCache:
         if window is None:
             return key, value
         return window.extend(key, value)
+
+    @property
+    def probes_attention(self) -> bool:
+        """Whether the processors should report attention shares now (`config.probe_attention`, history attended,
+        not recording, a cond-branch forward)."""
+        return (
+            self.config.probe_attention
+            and self.uses_history()
+            and not self._recording
+            and CFGBranch.COND in (self._batched or (self._branch,))
+        )
+
+    @torch.compiler.disable
+    @torch.no_grad()
+    def observe_attention(
+        self, block_index: int, query: torch.Tensor, key: torch.Tensor, chunk_size: int = 1024
+    ) -> None:
+        """Accumulate the attention shares of one forward of block `block_index` (the processor calls this when
+        `probes_attention`).
+
+        Args:
+            block_index (`int`): The calling block.
+            query (`torch.Tensor`): Current queries after `norm_q` and RoPE, `(batch, tokens, heads, head_dim)`.
+            key (`torch.Tensor`): The keys attended, `[history..., current]`, as returned by `attention_kv`.
+            chunk_size (`int`, *optional*, defaults to 1024): Queries per `Q K^T` chunk (bounds the probe's memory).
+        """
+        branches = self._batched or (self._branch,)
+        slot = (self._batched or self._branch, block_index)
+        window = self._windows.get(slot)
+        if window is None:
+            return
+        group = branches.index(CFGBranch.COND)
+        rows = query.shape[0] // len(branches)
+        q = query[group * rows : (group + 1) * rows].float()
+        k = key[group * rows : (group + 1) * rows].float()
+        lengths = [kv.num_tokens for kv in window.groups[group]] + [query.shape[1]]
+        if sum(lengths) != k.shape[1]:
+            raise RuntimeError(f"Attention probe: {k.shape[1]} keys but segments of {lengths} tokens.")
+        bounds = torch.tensor([0, *lengths], device=k.device).cumsum(0).tolist()
+        scale = q.shape[-1] ** -0.5
+        totals = torch.zeros(len(lengths), dtype=torch.float64, device=k.device)
+        for start in range(0, q.shape[1], chunk_size):
+            scores = torch.einsum("bshd,bthd->bhst", q[:, start : start + chunk_size], k) * scale
+            probs = scores.softmax(dim=-1)
+            for i in range(len(lengths)):
+                totals[i] += probs[..., bounds[i] : bounds[i + 1]].sum(dtype=torch.float64)
+        totals /= q.shape[0] * q.shape[1] * q.shape[2]
+        clip_ids = [c for c in self._selected if (CFGBranch.COND, block_index) in self._stored[c]]
+        entry = self._attention_sums.setdefault(block_index, [clip_ids, torch.zeros_like(totals), 0])
+        if entry[0] != clip_ids:
+            raise RuntimeError("Attention probe: the attended clips changed within a clip; pop the shares first.")
+        entry[1] += totals
+        entry[2] += 1
+
+    def pop_attention_shares(self) -> dict[int, dict[str, Any]]:
+        """The attention shares measured since the last call (`config.probe_attention`), and reset them.
+
+        Returns:
+            `dict`: `{block_index: {"history": {clip_id: share}, "current": share, "forwards": n}}`, the shares of one
+            block summing to 1 (mean over the cond-branch forwards that attended history); empty when nothing was
+            measured (probe off, or no history attended).
+        """
+        out = {}
+        for block, (clip_ids, totals, count) in sorted(self._attention_sums.items()):
+            mean = (totals / max(count, 1)).tolist()
+            out[block] = {
+                "history": {int(c): float(v) for c, v in zip(clip_ids, mean[:-1])},
+                "current": float(mean[-1]),
+                "forwards": int(count),
+            }
+        self._attention_sums = {}
+        return out
 
     def uses_history(self) -> bool:
         """Whether forwards run now attend any history (ignoring which branches were recorded)."""

@@ -71,6 +71,7 @@ class ClipMemory:
         self._planner: KVStoragePlanner | None = None
         self._current: int | None = None
         self._planned = False
+        self._attention: dict[int, dict[int, dict[str, Any]]] = {}
         if kv_cache_clips == 0:
             return
         if clip_selector is None:
@@ -137,6 +138,7 @@ class ClipMemory:
             raise RuntimeError(f"Clip {self._current} has not ended; call `end_clip({self._current})` first.")
         self._planner.start(prompts)
         self._cache.clear()
+        self._attention = {}
         self._planned = True
 
     def begin_clip(self, clip_index: int, prompt: str) -> list[int]:
@@ -191,6 +193,8 @@ class ClipMemory:
                 f"The plan stores clip {clip_index} but no K/V were recorded: run its recording forward(s) inside "
                 "`memory.recording()` before `end_clip`."
             )
+        if self.config.probe_attention:
+            self._attention[clip_index] = self._cache.pop_attention_shares()
         entry: ClipPlan = self._planner.end_clip(clip_index)
         self._cache.release_working_memory()
         for clip in entry.evicted:
@@ -245,10 +249,23 @@ class ClipMemory:
 
     # ------------------------------------------------------------------ reporting
     def plan_summary(self) -> list[dict[str, Any]]:
-        """One dict per finished clip: `{"clip", "prompt", "attends", "stored", "evicted"}`."""
+        """One dict per finished clip: `{"clip", "prompt", "attends", "stored", "evicted"}`, plus `"attention"` with
+        `CrossClipKVCacheConfig(probe_attention=True)`: `{block: {"history": {clip: share}, "current": share,
+        "forwards": n}}` (see `attention_shares`)."""
         if self._planner is None:
             return []
-        return [entry.to_dict() for entry in self._planner.history]
+        summary = [entry.to_dict() for entry in self._planner.history]
+        if self.config.probe_attention:
+            for entry in summary:
+                entry["attention"] = self.attention_shares(entry["clip"])
+        return summary
+
+    def attention_shares(self, clip_index: int) -> dict[int, dict[str, Any]]:
+        """With `CrossClipKVCacheConfig(probe_attention=True)`: per cached block, the share of the attention mass that
+        clip `clip_index`'s queries (cond branch, mean over its denoising forwards) put on each history clip it
+        attended and on itself; the shares of a block sum to 1. Empty when the probe is off or the clip attended no
+        history."""
+        return {block: dict(value) for block, value in self._attention.get(clip_index, {}).items()}
 
     def kv_bytes(self) -> int:
         """Bytes of K/V currently stored (excluding the current clip's gathered working buffers)."""

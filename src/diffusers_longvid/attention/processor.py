@@ -159,6 +159,8 @@ class CrossClipKVAttnProcessor:
         with_history = all_key is not key
         if with_history and attention_mask is not None:
             raise NotImplementedError("`attention_mask` is not supported together with cross-clip history.")
+        if with_history and self.cache.probes_attention:
+            self.cache.observe_attention(self.block_index, query, all_key)
         return dispatch_attention_fn(
             query,
             all_key,

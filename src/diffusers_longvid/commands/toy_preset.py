@@ -27,6 +27,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     data.add_argument("--fps", type=int, default=16, help="Frame rate.")
     data.add_argument("--seed", type=int, default=0, help="Seed of the first script (video i uses seed + i).")
     data.add_argument("--max-objects", type=int, default=3, help="Scripts have 1 to this many objects.")
+    data.add_argument("--world", choices=["random", "memory"], default="random",
+                      help="random: random_script; memory: memory_script re-entry scripts (the shipped preset's data).")
     data.add_argument("--write-short", action="store_true", help="Also write one mp4 per clip and short.jsonl.")
     data.set_defaults(func=_run_data)
 
@@ -73,7 +75,7 @@ def _run_data(args: argparse.Namespace) -> int:
         result = render_toy_dataset(
             args.out, num_videos=args.num_videos, num_clips=args.num_clips, num_frames=args.num_frames,
             num_condition_frames=args.num_condition_frames, fps=args.fps, size=args.size, seed=args.seed,
-            max_objects=args.max_objects, write_short=args.write_short,
+            max_objects=args.max_objects, write_short=args.write_short, world=args.world,
         )
     except ValueError as error:
         print(f"longvid toy-data: error: {error}", file=sys.stderr)

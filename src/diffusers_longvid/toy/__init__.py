@@ -3,7 +3,16 @@
 `world` and `scripts` need only numpy; `vae` imports torch and diffusers when it is imported itself.
 """
 
-from .scripts import describe_script, is_reentry, load_script, random_script, save_script, write_prompts
+from .scripts import (
+    MEMORY_COLORS,
+    describe_script,
+    is_reentry,
+    load_script,
+    memory_script,
+    random_script,
+    save_script,
+    write_prompts,
+)
 from .world import (
     BACKGROUND_COLORS,
     COLORS,
@@ -21,6 +30,7 @@ from .world import (
 __all__ = [
     "BACKGROUND_COLORS",
     "COLORS",
+    "MEMORY_COLORS",
     "MOTIONS",
     "OBJECT_COLORS",
     "SHAPES",
@@ -30,6 +40,7 @@ __all__ = [
     "describe_script",
     "is_reentry",
     "load_script",
+    "memory_script",
     "random_script",
     "render_script",
     "render_script_clips",

@@ -186,6 +186,7 @@ def render_toy_dataset(
     seed: int = 0,
     max_objects: int = 3,
     write_short: bool = False,
+    world: str = "random",
 ) -> dict[str, Any]:
     """Render random toy scripts into mp4 files and the stage-1 / stage-2 manifests (resumable: done files are kept).
 
@@ -208,12 +209,22 @@ def render_toy_dataset(
         seed (`int`, *optional*, defaults to 0): Seed of the first script.
         max_objects (`int`, *optional*, defaults to 3): Scripts have 1 to this many objects.
         write_short (`bool`, *optional*, defaults to `False`): Also write one mp4 per clip and `short.jsonl`.
+        world (`str`, *optional*, defaults to `"random"`): `"random"`: `random_script` as above. `"memory"`: the
+            memory world of the shipped preset, `memory_script(num_clips - 1, seed=seed + i, clips_after=1)` (one
+            large object seen, gone, back in clip `num_clips - 2` with a colour-free prompt, then named again),
+            plain backgrounds for even `i`, any texture with background changes (probability 0.1) for odd `i`;
+            `max_objects` is ignored.
 
     Returns:
         `dict`: the manifest paths and counts.
     """
-    from .scripts import random_script, save_script
-    from .world import render_script_clips
+    from .scripts import memory_script, random_script, save_script
+    from .world import TEXTURES, render_script_clips
+
+    if world not in ("random", "memory"):
+        raise ValueError(f"`world` must be 'random' or 'memory', got {world!r}.")
+    if world == "memory" and num_clips < 5:
+        raise ValueError(f"`num_clips` must be >= 5 for the memory world, got {num_clips}.")
 
     for name, value in (("num_videos", num_videos), ("num_clips", num_clips), ("max_objects", max_objects)):
         if not isinstance(value, int) or value < 1:
@@ -229,7 +240,14 @@ def render_toy_dataset(
     stride = num_frames - num_condition_frames
     long_lines, short_lines = [], []
     for i in range(num_videos):
-        script = random_script(num_clips, seed=seed + i, num_objects=1 + i % max_objects)
+        if world == "memory":
+            textured = i % 2 == 1
+            script = memory_script(
+                num_clips - 1, seed=seed + i, clips_after=1, textures=TEXTURES if textured else ("plain",),
+                background_change_probability=0.1 if textured else 0.0,
+            )
+        else:
+            script = random_script(num_clips, seed=seed + i, num_objects=1 + i % max_objects)
         video_path = out / "long" / f"{i:05d}.mp4"
         short_paths = [out / "short" / f"{i:05d}_{n:02d}.mp4" for n in range(num_clips)] if write_short else []
         prompts = [clip["prompt"] for clip in script]

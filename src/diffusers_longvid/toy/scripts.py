@@ -30,7 +30,21 @@ from .world import (
     validate_script,
 )
 
-__all__ = ["describe_script", "is_reentry", "load_script", "random_script", "save_script", "write_prompts"]
+__all__ = [
+    "MEMORY_COLORS",
+    "describe_script",
+    "is_reentry",
+    "load_script",
+    "memory_script",
+    "random_script",
+    "save_script",
+    "write_prompts",
+]
+
+# The object colours of the memory world (`memory_script`): six of `OBJECT_COLORS`, at least 130 sRGB units apart
+# (orange and purple are left out: 83 from yellow and 113 from blue), so a colour drawn through the soft toy VAE is
+# still unambiguous. Chance of guessing one is 1/6.
+MEMORY_COLORS: tuple[str, ...] = ("red", "yellow", "green", "cyan", "blue", "pink")
 
 _MOTION_PHRASES = {
     "stays": "stays still",
@@ -276,6 +290,122 @@ def random_script(
             objects.append(entry)
             *_, states[i] = _object_track(state, motion, one)
         clips.append({"background": background, "texture": texture, "objects": objects})
+    return write_prompts(clips)
+
+
+def memory_script(
+    num_clips: int = 5,
+    seed: int = 0,
+    clips_after: int = 0,
+    away_clips: tuple[int, int] = (1, 2),
+    late_entry_probability: float = 0.25,
+    size_range: tuple[float, float] = (0.16, 0.2),
+    shapes: Sequence[str] = SHAPES,
+    object_colors: Sequence[str] = MEMORY_COLORS,
+    background_colors: Sequence[str] = BACKGROUND_COLORS,
+    textures: Sequence[str] = ("plain",),
+    background_change_probability: float = 0.0,
+) -> list[dict[str, Any]]:
+    """A re-entry script of the memory world: one large object is seen with its colour named, leaves the frame,
+    stays away, and comes back in clip `num_clips - 1` with a prompt that names only its shape.
+
+    The layout, from the end: the comeback clip (`enters_left` / `enters_right`, a random side), `a` hidden clips
+    (`a` drawn from `away_clips`), the exit clip (towards the nearer side; the object is visible in it and named with
+    its colour), and before it clips where the object stays or moves. With probability `late_entry_probability`
+    (and room for it) the object is out of frame at the start and *enters* named with its colour ("A red circle
+    enters from the left") in a clip before the exit: a new object that the prompt names. `clips_after` clips follow
+    the comeback, in which the prompt names the object with its colour again ("the red circle stays still").
+
+    Args:
+        num_clips (`int`, *optional*, defaults to 5): Clips up to and including the comeback, at least
+            `3 + away_clips[0]`.
+        seed (`int`, *optional*, defaults to 0): Seed; the same arguments give the same script.
+        clips_after (`int`, *optional*, defaults to 0): Clips after the comeback.
+        away_clips (`tuple[int, int]`, *optional*, defaults to `(1, 2)`): Inclusive range of whole clips away.
+        late_entry_probability (`float`, *optional*, defaults to 0.25): See above.
+        size_range (`tuple[float, float]`, *optional*, defaults to `(0.16, 0.2)`): Half-extent range, within the
+            world's `[0.07, 0.2]`.
+        shapes, object_colors, background_colors, textures (`Sequence[str]`, *optional*): What to draw from.
+        background_change_probability (`float`, *optional*, defaults to 0): Per clip after the first.
+
+    Returns:
+        `list[dict]`: The script (validated, prompts written).
+    """
+    if not isinstance(num_clips, int) or isinstance(num_clips, bool):
+        raise TypeError(f"`num_clips` must be an int, got {type(num_clips).__name__}.")
+    if not isinstance(clips_after, int) or clips_after < 0:
+        raise ValueError(f"`clips_after` must be an int >= 0, got {clips_after!r}.")
+    lo_away, hi_away = (int(a) for a in away_clips)
+    if not 1 <= lo_away <= hi_away:
+        raise ValueError(f"`away_clips` must be `(low, high)` with 1 <= low <= high, got {away_clips!r}.")
+    if num_clips < 3 + lo_away:
+        raise ValueError(
+            f"`num_clips` must be >= {3 + lo_away} (seen, exit, {lo_away} away, comeback), got {num_clips}."
+        )
+    lo_size, hi_size = (float(z) for z in size_range)
+    if not MIN_SIZE <= lo_size <= hi_size <= MAX_SIZE:
+        raise ValueError(f"`size_range` must lie in [{MIN_SIZE}, {MAX_SIZE}] with low <= high, got {size_range!r}.")
+    for name, p in (
+        ("late_entry_probability", late_entry_probability),
+        ("background_change_probability", background_change_probability),
+    ):
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"`{name}` must be in [0, 1], got {p!r}.")
+    for name, values in (
+        ("shapes", shapes),
+        ("object_colors", object_colors),
+        ("background_colors", background_colors),
+        ("textures", textures),
+    ):
+        if len(values) == 0:
+            raise ValueError(f"`{name}` must not be empty.")
+    rng = np.random.default_rng(seed)
+    shape, color = str(rng.choice(list(shapes))), str(rng.choice(list(object_colors)))
+    size = round(float(rng.uniform(lo_size, hi_size)), 4)
+    margin = size + 0.04
+    position = [round(float(rng.uniform(margin, 1 - margin)), 4), round(float(rng.uniform(margin, 1 - margin)), 4)]
+    away = int(rng.integers(lo_away, min(hi_away, num_clips - 3) + 1))
+    comeback = num_clips - 1
+    exit_clip = comeback - away - 1
+    # a late entry needs a clip before the exit to enter in (one motion per clip)
+    entry_clip = int(rng.integers(1, exit_clip + 1)) if exit_clip >= 1 and rng.random() < late_entry_probability else 0
+    background, texture = str(rng.choice(list(background_colors))), str(rng.choice(list(textures)))
+    clip0_visible = entry_clip == 0
+    state = _initial_states(
+        {"objects": [{"visible": clip0_visible, "motion": "stays" if clip0_visible else HIDDEN_MOTION,
+                      "position": position, "size": size}]},
+        np.random.default_rng(0),
+    )[0]
+    if clip0_visible:
+        state.x, state.y = position
+    one = np.ones(1)
+    clips: list[dict[str, Any]] = []
+    for n in range(num_clips + clips_after):
+        if n > 0 and rng.random() < background_change_probability:
+            background = str(rng.choice([c for c in background_colors if c != background] or list(background_colors)))
+            texture = str(rng.choice(list(textures)))
+        if n < entry_clip or exit_clip < n < comeback:
+            motion = HIDDEN_MOTION
+        elif n == comeback or (n == entry_clip and not clip0_visible):
+            motion = "enters_left" if rng.random() < 0.5 else "enters_right"
+        elif n == exit_clip:
+            motion = "exits_left" if state.x < 0.5 else "exits_right"
+        else:
+            options = {"stays": 1.0}
+            for name, room in (
+                ("moves_left", state.x - state.size),
+                ("moves_right", 1 - state.size - state.x),
+                ("moves_up", state.y - state.size),
+                ("moves_down", 1 - state.size - state.y),
+            ):
+                if room >= 0.5 * MOVE_DISTANCE:
+                    options[name] = 0.5
+            motion = _pick(rng, options)
+        entry: dict[str, Any] = {"shape": shape, "color": color, "visible": motion != HIDDEN_MOTION, "motion": motion}
+        if n == 0:
+            entry.update(position=position, size=size)
+        clips.append({"background": background, "texture": texture, "objects": [entry]})
+        *_, state = _object_track(state, motion, one)
     return write_prompts(clips)
 
 

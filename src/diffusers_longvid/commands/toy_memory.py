@@ -1,0 +1,116 @@
+"""`longvid toy-memory`: the memory benchmark (does the KV cache bring back an object that left the frame?)."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "toy-memory",
+        help="Memory benchmark on the toy world: re-entry colour with and without the KV cache (mean ± std).",
+        description=(
+            "Generate re-entry scripts (an object is named, leaves, stays away, comes back with a prompt that names "
+            "only its shape) with and without the KV cache on the same noise, score presence and colour against the "
+            "ground truth, and write memory.json, memory.md, memory_comebacks.png and runs/seed*.json to --out "
+            "(reused by a rerun with the same settings). Sampling settings default to the model's preset.json."
+        ),
+    )
+    parser.add_argument("--model", required=True, help="A pipeline folder, or `toy` for the built-in toy preset.")
+    parser.add_argument("--out", type=Path, required=True, help="Output folder.")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="Script sets and noise seeds.")
+    parser.add_argument("--num-scripts", type=int, default=16, help="Scripts per seed.")
+    parser.add_argument("--num-clips", type=int, default=5, help="Clips up to and including the comeback.")
+    parser.add_argument("--clips-after", type=int, default=1, help="Named clips after the comeback.")
+    parser.add_argument("--kv-cache-clips", type=int, default=5, help="History clips of the KV variant.")
+    parser.add_argument("--num-frames", type=int, default=None, help="Frames per clip (default: preset.json).")
+    parser.add_argument("--num-condition-frames", type=int, default=None, help="Default: preset.json.")
+    parser.add_argument("--num-inference-steps", type=int, default=None, help="Default: preset.json.")
+    parser.add_argument("--guidance-scale", type=float, default=None, help="Default: preset.json.")
+    parser.add_argument("--max-sequence-length", type=int, default=None, help="Default: preset.json.")
+    parser.add_argument("--no-attention-probe", action="store_true", help="Skip the attention-share diagnosis.")
+    parser.add_argument("--device", default="cpu", help="Device of the pipeline (e.g. cpu, cuda).")
+    parser.set_defaults(func=run)
+
+
+def _command_line(args: argparse.Namespace, config) -> str:
+    parts = ["longvid", "toy-memory", "--model", args.model, "--out", str(args.out), "--seeds"]
+    parts += [str(s) for s in config.seeds]
+    parts += ["--num-scripts", str(config.num_scripts), "--num-clips", str(config.num_clips)]
+    parts += ["--clips-after", str(config.clips_after), "--kv-cache-clips", str(config.kv_cache_clips)]
+    parts += ["--num-frames", str(config.num_frames), "--num-condition-frames", str(config.num_condition_frames)]
+    parts += ["--num-inference-steps", str(config.num_inference_steps)]
+    parts += ["--guidance-scale", f"{config.guidance_scale:g}"]
+    if config.max_sequence_length is not None:
+        parts += ["--max-sequence-length", str(config.max_sequence_length)]
+    if not config.probe_attention:
+        parts.append("--no-attention-probe")
+    return shlex.join(parts)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..toy.memory import MemoryBenchmarkConfig, run_memory_benchmark
+    from ..toy.preset import load_preset_settings
+
+    model_path = args.model
+    if args.model == "toy":
+        from ..presets import get_preset_path
+
+        try:
+            model_path = get_preset_path("toy")
+        except FileNotFoundError as error:
+            print(f"error: `--model toy`: {error}", file=sys.stderr)
+            return 2
+    if not Path(model_path).is_dir() and Path(model_path).exists():
+        print(f"error: `--model {args.model}` is a file, not a pipeline folder.", file=sys.stderr)
+        return 2
+    preset = load_preset_settings(model_path) if Path(model_path).is_dir() else load_preset_settings("/nonexistent")
+
+    def pick(value, key):
+        return preset[key] if value is None else value
+
+    try:
+        config = MemoryBenchmarkConfig(
+            seeds=args.seeds,
+            num_scripts=args.num_scripts,
+            num_clips=args.num_clips,
+            clips_after=args.clips_after,
+            kv_cache_clips=args.kv_cache_clips,
+            num_frames=pick(args.num_frames, "num_frames"),
+            num_condition_frames=pick(args.num_condition_frames, "num_condition_frames"),
+            num_inference_steps=pick(args.num_inference_steps, "num_inference_steps"),
+            guidance_scale=pick(args.guidance_scale, "guidance_scale"),
+            max_sequence_length=pick(args.max_sequence_length, "max_sequence_length"),
+            size=int(preset.get("height", 64)),
+            fps=int(preset.get("fps", 16)),
+            probe_attention=not args.no_attention_probe,
+        )
+    except (TypeError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+    from ..pipelines.longvideo.pipeline_longvideo_extension import LongVideoExtensionPipeline
+
+    print(f"Loading {model_path} ...", file=sys.stderr)
+    try:
+        pipe = LongVideoExtensionPipeline.from_pretrained(model_path)
+    except (OSError, ValueError) as error:
+        print(f"error: could not load a pipeline from `--model {args.model}`: {error}", file=sys.stderr)
+        return 2
+    pipe.to(args.device)
+    pipe.set_progress_bar_config(disable=True)
+    command = _command_line(args, config)
+    report = run_memory_benchmark(pipe, args.out, config=config, command=command, model=args.model)
+    table = report["table"]
+    for name in ("ours", "no-KV"):
+        row = ", ".join(
+            f"{metric} {table[name][metric]['mean']:.3f}" if table[name][metric]["mean"] is not None else f"{metric} –"
+            for metric in table[name]
+        )
+        print(f"{name}: {row}")
+    print(f"chance {report['chance']:.3f}; wrote {args.out / 'memory.md'}, memory.json, memory_comebacks.png")
+    print(f"Reproduce with: {command}")
+    return 0
