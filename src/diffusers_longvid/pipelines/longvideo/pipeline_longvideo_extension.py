@@ -35,6 +35,7 @@ from ...extension import denormalize_latents, num_latent_frames, prepare_extensi
 # diffusers only loads a saved component whose module is already imported: a pipeline folder saved with our
 # scheduler names `diffusers_longvid.schedulers.scheduling_trflow`, so importing the pipeline imports it.
 from ...schedulers import scheduling_trflow as _scheduling_trflow  # noqa: F401
+from ...validation import check_float, validate_image, validate_video
 from .pipeline_output import LongVideoClip, LongVideoPipelineOutput
 from .state import GenerationState, GenerationStateWriter, tensor_fingerprint
 
@@ -398,10 +399,16 @@ class LongVideoExtensionPipeline(DiffusionPipeline, WanLoraLoaderMixin):
             raise ValueError(f"`num_inference_steps` must be a positive int, got {num_inference_steps!r}.")
         if isinstance(guidance_scale, bool) or not isinstance(guidance_scale, numbers.Real):
             raise TypeError(f"`guidance_scale` must be a float, got {type(guidance_scale).__name__}.")
+        check_float("guidance_scale", guidance_scale)  # NaN would silently turn CFG off, inf give a NaN video
         if not _is_int(num_videos_per_prompt) or num_videos_per_prompt < 1:
             raise ValueError(f"`num_videos_per_prompt` must be a positive int, got {num_videos_per_prompt!r}.")
         if not _is_int(max_sequence_length) or max_sequence_length < 1:
             raise ValueError(f"`max_sequence_length` must be a positive int, got {max_sequence_length!r}.")
+        if max_sequence_length > self.max_sequence_length_limit:
+            raise ValueError(
+                f"`max_sequence_length` must be <= {self.max_sequence_length_limit} (the tokenizer's limit, at most "
+                f"512 without one), got {max_sequence_length}."
+            )
 
         scale_t = self.vae_scale_factor_temporal
         if (num_frames - 1) % scale_t != 0:
@@ -438,30 +445,20 @@ class LongVideoExtensionPipeline(DiffusionPipeline, WanLoraLoaderMixin):
 
         if image is not None and video is not None:
             raise ValueError("Pass either `image` (image-to-long-video) or `video` (video continuation), not both.")
-        if image is not None and not (
-            isinstance(image, (PIL.Image.Image, np.ndarray, torch.Tensor))
-            or (isinstance(image, list) and len(image) > 0 and all(isinstance(i, PIL.Image.Image) for i in image))
-        ):
-            raise TypeError(
-                f"`image` must be a PIL image, a np.ndarray or a torch.Tensor, got {type(image).__name__}."
-            )
-        if video is not None and not (
-            isinstance(video, (np.ndarray, torch.Tensor))
-            or (
-                isinstance(video, list)
-                and len(video) > 0
-                and isinstance(video[0], (PIL.Image.Image, np.ndarray, torch.Tensor, list))
-            )
-        ):
-            raise TypeError(
-                f"`video` must be a list of PIL images, a np.ndarray or a torch.Tensor, got {type(video).__name__}."
-            )
+        # the one validation layer for media (`diffusers_longvid.validation`): layout, dtype rule, range, NaN
+        if image is not None:
+            validate_image(image, "image")
+        if video is not None:
+            validate_video(video, "video", num_last_frames=num_condition_frames)
 
         if output_type not in _OUTPUT_TYPES:
             raise ValueError(f"`output_type` must be one of {list(_OUTPUT_TYPES)}, got {output_type!r}.")
 
         batch_size = int(num_videos_per_prompt)
         if isinstance(generator, list):
+            bad = [type(g).__name__ for g in generator if not isinstance(g, torch.Generator)]
+            if bad:
+                raise TypeError(f"`generator` must be a torch.Generator or a list of them, got a list holding {bad[0]}.")
             if len(generator) != batch_size:
                 raise ValueError(
                     f"`generator` is a list of {len(generator)} generators but the batch size "
@@ -486,6 +483,10 @@ class LongVideoExtensionPipeline(DiffusionPipeline, WanLoraLoaderMixin):
                 raise ValueError(
                     f"`latents` (the first clip's noise) must have shape {expected}, got {tuple(latents.shape)}."
                 )
+            if not latents.dtype.is_floating_point:
+                raise TypeError(f"`latents` must be a floating-point tensor, got {latents.dtype}.")
+            if not bool(torch.isfinite(latents).all()):
+                raise ValueError("`latents` holds NaN or infinite values.")
 
         if callback_on_step_end is not None and not callable(callback_on_step_end):
             raise TypeError("`callback_on_step_end` must be callable.")
@@ -567,9 +568,13 @@ class LongVideoExtensionPipeline(DiffusionPipeline, WanLoraLoaderMixin):
         """
         if image is None and video is None:
             return None
+        # canonical media (RGB PIL, or float32 in [0, 1] with a batch axis): uint8 / 0-255 / [-1, 1] are never
+        # passed on to the VideoProcessor, which would read every array as [0, 1]
         if image is not None:
+            image = validate_image(image, "image")
             pixels = self.video_processor.preprocess(image, height=height, width=width).unsqueeze(2)
         else:
+            video = validate_video(video, "video", num_last_frames=num_condition_frames)
             pixels = self.video_processor.preprocess_video(video, height=height, width=width)
             available = min(pixels.shape[2], num_condition_frames)
             count = 1 + self.vae_scale_factor_temporal * ((available - 1) // self.vae_scale_factor_temporal)
@@ -587,6 +592,13 @@ class LongVideoExtensionPipeline(DiffusionPipeline, WanLoraLoaderMixin):
         if pixels.shape[0] != batch_size:
             pixels = pixels.expand(batch_size, -1, -1, -1, -1)
         return pixels.to(torch.float32)
+
+    @property
+    def max_sequence_length_limit(self) -> int:
+        """The largest `max_sequence_length` a call accepts: the tokenizer's `model_max_length` when it reports a
+        real limit, else 512 (Wan2.1's length); longer prompts only pad, and cost memory quadratically."""
+        limit = getattr(getattr(self, "tokenizer", None), "model_max_length", None)
+        return int(limit) if isinstance(limit, int) and 0 < limit <= 100_000 else 512
 
     @property
     def default_max_sequence_length(self) -> int:
@@ -1116,6 +1128,13 @@ class LongVideoExtensionPipeline(DiffusionPipeline, WanLoraLoaderMixin):
                         }
                         callback_kwargs = {k: tensors[k] for k in callback_on_step_end_tensor_inputs}
                         callback_outputs = callback_on_step_end(self, i, t, callback_kwargs)
+                        if callback_outputs is None:  # a callback that only observes changes nothing
+                            callback_outputs = {}
+                        elif not isinstance(callback_outputs, dict):
+                            raise TypeError(
+                                "`callback_on_step_end` must return a dict of the tensors it changes (or None), got "
+                                f"{type(callback_outputs).__name__}."
+                            )
 
                         latents = callback_outputs.pop("latents", latents)
                         prompt_embeds = callback_outputs.pop("prompt_embeds", prompt_embeds)
@@ -1477,10 +1496,15 @@ class LongVideoExtensionPipeline(DiffusionPipeline, WanLoraLoaderMixin):
                 Number of clips when `prompt` is a `str` (defaults to 1). Must be `None` or `len(prompt)` for a list.
             image (`PIL.Image.Image`, `np.ndarray` or `torch.Tensor`, *optional*):
                 Image-to-long-video: the image conditions the first clip and is (reconstructed as) its first frame.
+                PIL images of any 8-bit mode are converted to RGB; arrays are `(H, W, 3)` (channels last) and tensors
+                `(3, H, W)` (channels first), integer dtypes holding 0-255 and float dtypes 0-1 (see
+                `diffusers_longvid.validation`).
             video (`list[PIL.Image.Image]`, `np.ndarray` or `torch.Tensor`, *optional*):
                 Video continuation: the video's last `num_condition_frames` frames condition the first clip and are
                 reproduced as its first frames (drop `clip_frame_ranges[0][0] + num_condition_frames` frames to append
-                the output to the input without repeats). Not together with `image`.
+                the output to the input without repeats). Not together with `image`. Arrays are `(F, H, W, 3)`,
+                tensors `(F, 3, H, W)`, with the value rules of `image` (a uint8 array from
+                `diffusers_longvid.video_io.read_video` works as is).
             height (`int`, defaults to `480`):
                 Height in pixels; a multiple of `vae_scale_factor_spatial * patch_size` (16 for Wan2.1).
             width (`int`, defaults to `832`):
@@ -1516,7 +1540,7 @@ class LongVideoExtensionPipeline(DiffusionPipeline, WanLoraLoaderMixin):
             callback_on_step_end (`Callable`, `PipelineCallback`, `MultiPipelineCallbacks`, *optional*):
                 Called at the end of each denoising step of every clip, as
                 `callback_on_step_end(pipe, step, timestep, callback_kwargs)`; `pipe.current_clip_index` tells the
-                clip.
+                clip. It returns a dict of the tensors it changes, or `None` to change nothing.
             callback_on_step_end_tensor_inputs (`list`, *optional*):
                 Tensors passed in `callback_kwargs`, among `pipe._callback_tensor_inputs`.
             callback_on_clip_end (`Callable`, *optional*):
