@@ -26,6 +26,8 @@ from diffusers.schedulers.scheduling_flow_match_euler_discrete import (
 from diffusers.schedulers.scheduling_utils import SchedulerMixin  # noqa: F401
 from diffusers.utils import BaseOutput, logging
 
+from ..validation import check_float
+
 logger = logging.get_logger(__name__)  # pylint: disable=invalid-name
 
 __all__ = ["TRFlowScheduler", "TRFlowStepEstimate", "trflow_weights"]
@@ -130,6 +132,7 @@ class TRFlowScheduler(FlowMatchEulerDiscreteScheduler):
         tau_high: float = 0.7,
     ):
         self._validate_window(tau_low, tau_high)
+        self._validate_schedule(num_train_timesteps, shift)
         super().__init__(
             num_train_timesteps=num_train_timesteps,
             shift=shift,
@@ -195,6 +198,15 @@ class TRFlowScheduler(FlowMatchEulerDiscreteScheduler):
                 f"The T-RFlow window must satisfy 0 <= `tau_low` < `tau_high` <= 1, got `tau_low={tau_low}`, "
                 f"`tau_high={tau_high}` (fractions of the denoising trajectory, 0 = pure noise, 1 = clean)."
             )
+
+    @staticmethod
+    def _validate_schedule(num_train_timesteps: int, shift: float) -> None:
+        if isinstance(num_train_timesteps, bool) or not isinstance(num_train_timesteps, numbers.Integral):
+            raise TypeError(f"`num_train_timesteps` must be an int >= 1, got {type(num_train_timesteps).__name__}.")
+        if num_train_timesteps < 1:
+            raise ValueError(f"`num_train_timesteps` must be >= 1, got {num_train_timesteps}.")
+        # shift <= 0 gives sigmas outside [0, 1] (timesteps above `num_train_timesteps`) or a division by zero
+        check_float("shift", shift, minimum=0.0, exclusive_minimum=True)
 
     def _check_window_options(self) -> None:
         if not self.is_full_window and (self.config.invert_sigmas or self.config.stochastic_sampling):
