@@ -13,6 +13,10 @@ kv/clip_00001.safetensors        the K/V of every history clip held by the KV ca
 Every file is written to a temporary name, flushed to disk and renamed; `state.json` is replaced only when the files
 it names are complete, and the files it no longer names are deleted afterwards. An interruption at any moment
 therefore leaves the state of the last finished clip (see `docs/pipeline.md`, "Resuming").
+
+`state.json` also holds the SHA-256 of every file it names, and `GenerationState.load` verifies them all (and the
+manifest's own consistency) before any work: a missing, truncated or edited file is a `GenerationStateError` naming
+it, never a silently different video (see `docs/reliability.md`).
 """
 
 from __future__ import annotations
@@ -30,13 +34,26 @@ from safetensors.torch import load_file, save_file
 
 logger = logging.get_logger(__name__)  # pylint: disable=invalid-name
 
-__all__ = ["GenerationState", "GenerationStateWriter", "tensor_fingerprint"]
+__all__ = ["GenerationState", "GenerationStateError", "GenerationStateWriter", "file_sha256", "tensor_fingerprint"]
 
 STATE_FORMAT = "diffusers_longvid.generation_state"
 STATE_VERSION = 1
 MANIFEST_NAME = "state.json"
 _KV_DIR = "kv"
 _LATENTS_DIR = "latents"
+
+
+class GenerationStateError(ValueError):
+    """A state folder is missing, damaged or inconsistent; the message names the file (and what is wrong with it)."""
+
+
+def file_sha256(path: str | os.PathLike, chunk_size: int = 1 << 20) -> str:
+    """SHA-256 of a file's bytes, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(chunk_size):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def tensor_fingerprint(tensor: torch.Tensor | None) -> str | None:
@@ -83,7 +100,8 @@ def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
-def _save_tensors_atomic(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:
+def _save_tensors_atomic(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> str:
+    """Write a safetensors file atomically; returns its SHA-256."""
     plain: dict[str, torch.Tensor] = {}
     storages: set[int] = set()
     for name, tensor in tensors.items():
@@ -98,13 +116,105 @@ def _save_tensors_atomic(path: Path, tensors: dict[str, torch.Tensor], metadata:
     tmp = path.with_name(path.name + ".tmp")
     save_file(plain, str(tmp), metadata={"format": STATE_FORMAT, **metadata})
     _fsync(tmp)
+    checksum = file_sha256(tmp)
     os.replace(tmp, path)
+    return checksum
 
 
 def _load_tensors(path: Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
-        raise ValueError(f"The generation state is incomplete: {str(path)!r} is missing.")
-    return load_file(str(path))
+        raise GenerationStateError(f"The generation state is incomplete: {str(path)!r} is missing.")
+    try:
+        return load_file(str(path))
+    except Exception as error:  # safetensors raises its own SafetensorError (not an OSError) for a damaged file
+        raise GenerationStateError(f"The generation state file {str(path)!r} cannot be read: {error}.") from None
+
+
+def _manifest_field(manifest: dict[str, Any], key: str, kind: type | tuple[type, ...], path: Path) -> Any:
+    value = manifest.get(key)
+    if not isinstance(value, kind) or isinstance(value, bool) and kind is int:
+        raise GenerationStateError(
+            f"{str(path)!r} is damaged: `{key}` is {_short(value, 40)}, not a {getattr(kind, '__name__', kind)}."
+        )
+    return value
+
+
+def _check_manifest(manifest: dict[str, Any], path: Path) -> None:
+    """The manifest's own consistency: counts, frame ranges and the files it must name."""
+    done = _manifest_field(manifest, "num_clips_done", int, path)
+    clips = _manifest_field(manifest, "clips", list, path)
+    prompts = _manifest_field(manifest, "prompts", list, path)
+    _manifest_field(manifest, "settings", dict, path)
+    _manifest_field(manifest, "kv_plan", list, path)
+    next_frame = _manifest_field(manifest, "next_frame", int, path)
+    _manifest_field(manifest, "latent_offset", int, path)
+    num_generators = _manifest_field(manifest, "num_generators", int, path)
+    devices = _manifest_field(manifest, "generator_devices", list, path)
+    carry = _manifest_field(manifest, "carry_file", str, path)
+    if done < 1 or done != len(clips) or done != len(prompts):
+        raise GenerationStateError(
+            f"{str(path)!r} is inconsistent: `num_clips_done` is {done} but it records {len(clips)} clips and "
+            f"{len(prompts)} prompts."
+        )
+    script = manifest["settings"].get("prompt")
+    if isinstance(script, list) and done > len(script):
+        raise GenerationStateError(
+            f"{str(path)!r} is inconsistent: `num_clips_done` is {done} but the script has {len(script)} clips."
+        )
+    last = clips[-1] if isinstance(clips[-1], dict) else {}
+    frame_range = last.get("frame_range")
+    if not (isinstance(frame_range, list) and len(frame_range) == 2 and frame_range[1] == next_frame):
+        raise GenerationStateError(
+            f"{str(path)!r} is inconsistent: `next_frame` is {next_frame} but the last clip ends at "
+            f"{_short(frame_range, 40)}."
+        )
+    if num_generators < 1 or num_generators != len(devices):
+        raise GenerationStateError(f"{str(path)!r} is inconsistent: {num_generators} generators, {len(devices)} devices.")
+    if carry != f"carry_{done - 1:05d}.safetensors":
+        raise GenerationStateError(f"{str(path)!r} is inconsistent: `carry_file` {carry!r} is not clip {done - 1}'s.")
+
+
+def _named_files(manifest: dict[str, Any]) -> list[str]:
+    """Every file of the state folder that the manifest needs, relative to the folder."""
+    names = [manifest["carry_file"]]
+    names += [f"{_LATENTS_DIR}/clip_{clip:05d}.safetensors" for clip in range(manifest["num_clips_done"])]
+    memory = manifest.get("memory") or {}
+    cache = memory.get("cache") if isinstance(memory, dict) else None
+    files = cache.get("files") if isinstance(cache, dict) else None
+    if memory and not (isinstance(files, dict) and all(isinstance(name, str) for name in files.values())):
+        raise GenerationStateError(f"{MANIFEST_NAME} is damaged: `memory.cache.files` is not a map of file names.")
+    names += list((files or {}).values())
+    return names
+
+
+def _verify_files(state_dir: Path, manifest: dict[str, Any]) -> None:
+    checksums = manifest.get("checksums")
+    if checksums is None:
+        logger.warning(
+            f"The generation state in {str(state_dir)!r} has no checksums (written by an older version): its files "
+            "are only checked to exist."
+        )
+        checksums = {}
+    elif not isinstance(checksums, dict):
+        raise GenerationStateError(f"{str(state_dir / MANIFEST_NAME)!r} is damaged: `checksums` is not an object.")
+    for name in _named_files(manifest):
+        if not isinstance(name, str) or os.path.isabs(name) or ".." in Path(name).parts:
+            raise GenerationStateError(f"{str(state_dir / MANIFEST_NAME)!r} names a file outside the folder: {name!r}.")
+        path = state_dir / name
+        if not path.is_file():
+            raise GenerationStateError(
+                f"The generation state in {str(state_dir)!r} is damaged: {name!r} is missing. Start a new job in an "
+                "empty state folder (or restore the file)."
+            )
+        expected = checksums.get(name)
+        if checksums and expected is None:
+            raise GenerationStateError(f"{str(state_dir / MANIFEST_NAME)!r} is damaged: no checksum for {name!r}.")
+        if expected is not None and file_sha256(path) != expected:
+            raise GenerationStateError(
+                f"The generation state in {str(state_dir)!r} is damaged: {name!r} does not match its checksum (it was "
+                "truncated or changed after it was written). Start a new job in an empty state folder (or restore "
+                "the file)."
+            )
 
 
 @dataclass
@@ -158,28 +268,46 @@ class GenerationState:
         return (Path(state_dir) / MANIFEST_NAME).is_file()
 
     @classmethod
-    def load(cls, state_dir: str | os.PathLike) -> GenerationState:
+    def load(cls, state_dir: str | os.PathLike, verify: bool = True) -> GenerationState:
         """Read the manifest and the small tensors of a state folder (the K/V stay on disk until
-        `load_memory_state`)."""
+        `load_memory_state`).
+
+        Args:
+            state_dir (`str` or `os.PathLike`): The state folder.
+            verify (`bool`, *optional*, defaults to `True`):
+                Check every file the manifest names against its SHA-256 (latents, carry, K/V) before returning.
+
+        Raises:
+            `GenerationStateError` (a `ValueError`): the folder holds no state, or a file is missing, damaged or
+            inconsistent with the manifest; the message names it.
+        """
         state_dir = Path(state_dir)
         manifest_path = state_dir / MANIFEST_NAME
+        if state_dir.exists() and not state_dir.is_dir():
+            raise GenerationStateError(f"`state_dir` {str(state_dir)!r} is a file, not a folder.")
         if not manifest_path.is_file():
-            raise ValueError(
+            raise GenerationStateError(
                 f"`state_dir` {str(state_dir)!r} holds no generation state ({MANIFEST_NAME} is missing)."
             )
         try:
             manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as error:
-            raise ValueError(f"{str(manifest_path)!r} is not valid JSON: {error}.") from None
-        if manifest.get("format") != STATE_FORMAT:
-            raise ValueError(f"{str(manifest_path)!r} is not a diffusers-longvid generation state.")
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as error:
+            raise GenerationStateError(f"{str(manifest_path)!r} is not valid JSON: {error}.") from None
+        if not isinstance(manifest, dict) or manifest.get("format") != STATE_FORMAT:
+            raise GenerationStateError(f"{str(manifest_path)!r} is not a diffusers-longvid generation state.")
         if manifest.get("version") != STATE_VERSION:
-            raise ValueError(
+            raise GenerationStateError(
                 f"{str(manifest_path)!r} has state version {manifest.get('version')}; this version of "
                 f"diffusers-longvid reads version {STATE_VERSION}."
             )
+        _check_manifest(manifest, manifest_path)
+        if verify:
+            _verify_files(state_dir, manifest)
         carry = _load_tensors(state_dir / manifest["carry_file"])
         num_generators = int(manifest["num_generators"])
+        missing = [f"generator.{i}" for i in range(num_generators) if f"generator.{i}" not in carry]
+        if missing:
+            raise GenerationStateError(f"{str(state_dir / manifest['carry_file'])!r} lacks {missing[0]!r}.")
         return cls(
             num_clips_done=int(manifest["num_clips_done"]),
             settings=manifest["settings"],
@@ -262,11 +390,16 @@ class GenerationStateWriter:
             # files left by a run that never finished a clip are overwritten as the new run reaches them
             self._kv_files: dict[int, str] = {}
             self._carry_file: str | None = None
+            self._checksums: dict[str, str] = {}
         else:
             files = (resumed.memory or {}).get("cache", {}).get("files", {})
             self._kv_files = {int(c): name for c, name in files.items()}
             manifest = json.loads((self.state_dir / MANIFEST_NAME).read_text(encoding="utf-8"))
             self._carry_file = manifest["carry_file"]
+            self._checksums = dict(manifest.get("checksums") or {})
+            for name in _named_files(manifest):  # an older state without checksums: hash what it has now
+                if name not in self._checksums:
+                    self._checksums[name] = file_sha256(self.state_dir / name)
 
     def write(
         self,
@@ -286,8 +419,10 @@ class GenerationStateWriter:
         """
         clip = state.num_clips_done - 1
         folder = self.state_dir
-        _save_tensors_atomic(
-            folder / _LATENTS_DIR / f"clip_{clip:05d}.safetensors", {"latents": clip_latents}, {"clip": str(clip)}
+        checksums = dict(self._checksums)
+        latents_file = f"{_LATENTS_DIR}/clip_{clip:05d}.safetensors"
+        checksums[latents_file] = _save_tensors_atomic(
+            folder / latents_file, {"latents": clip_latents}, {"clip": str(clip)}
         )
 
         memory_meta = None
@@ -297,7 +432,7 @@ class GenerationStateWriter:
             for stored_clip, tensors in cache["clips"].items():
                 name = self._kv_files.get(stored_clip, f"{_KV_DIR}/clip_{stored_clip:05d}.safetensors")
                 if stored_clip not in self._kv_files:  # a clip's K/V never change once stored: write them once
-                    _save_tensors_atomic(folder / name, tensors, {"clip": str(stored_clip)})
+                    checksums[name] = _save_tensors_atomic(folder / name, tensors, {"clip": str(stored_clip)})
                 kv_files[stored_clip] = name
             memory_meta = {
                 "planner": memory_state["planner"],
@@ -312,7 +447,11 @@ class GenerationStateWriter:
         carry = {f"generator.{i}": generator.get_state() for i, generator in enumerate(generators)}
         if state.condition_pixels is not None:
             carry["condition_pixels"] = state.condition_pixels
-        _save_tensors_atomic(folder / carry_file, carry, {"clip": str(clip)})
+        checksums[carry_file] = _save_tensors_atomic(folder / carry_file, carry, {"clip": str(clip)})
+        named = {carry_file, *kv_files.values()} | {
+            f"{_LATENTS_DIR}/clip_{c:05d}.safetensors" for c in range(state.num_clips_done)
+        }
+        checksums = {name: checksums[name] for name in sorted(named) if name in checksums}
 
         manifest = {
             "format": STATE_FORMAT,
@@ -329,6 +468,7 @@ class GenerationStateWriter:
             "device": state.device,
             "carry_file": carry_file,
             "memory": memory_meta,
+            "checksums": checksums,
         }
         _write_json_atomic(folder / MANIFEST_NAME, manifest)
 
@@ -337,6 +477,6 @@ class GenerationStateWriter:
             (folder / self._kv_files[stale_clip]).unlink(missing_ok=True)
         if self._carry_file is not None and self._carry_file != carry_file:
             (folder / self._carry_file).unlink(missing_ok=True)
-        self._kv_files, self._carry_file = kv_files, carry_file
+        self._kv_files, self._carry_file, self._checksums = kv_files, carry_file, checksums
         state.memory = memory_meta
         state.state_dir = folder
