@@ -42,6 +42,11 @@ class RecordMode(enum.Enum):
     LAST_STEP = "last_step"
 
 
+# Largest pooling window per axis: the centroid rotation (mean of the window's RoPE phasors, renormalised) is exact
+# while a window spans less than a full turn of the fastest RoPE frequency (1 rad per position): n < 2 * pi.
+_MAX_POOL = 6
+
+
 def default_cached_blocks(num_layers: int) -> tuple[int, ...]:
     """The latter half of the blocks, `blocks[num_layers // 2:]` (the paper's choice)."""
     return tuple(range(num_layers // 2, num_layers))
@@ -75,6 +80,14 @@ class CrossClipKVCacheConfig:
             the denoising forwards; recording forwards excluded). It costs one extra `Q K^T` per cached block and
             forward (computed in query chunks); off, it costs nothing. Read the shares with
             `CrossClipKVCache.pop_attention_shares()`, or in the pipeline's `kv_plan` (`"attention"`).
+        history_pool (`Sequence[int]`, *optional*, defaults to `(1, 1, 1)`):
+            Compressed history: average a recorded clip's keys and values over windows of `(t, h, w)` patched
+            tokens (frames, rows, columns; partial windows at the edges average the tokens they hold) before storing
+            them, so a clip keeps `ceil(F/t) * ceil(H/h) * ceil(W/w)` tokens. Keys are pooled **before** RoPE (after
+            `norm_k`) and then rotated at the window's centroid position, so a pooled key sits where the tokens it
+            summarises sit and the RoPE relativity of the dense cache is kept. `(1, 1, 1)` is the dense cache (the
+            same code path, bit-identical). Each entry at most 6 (the centroid rotation is exact only while a window
+            spans less than one turn of RoPE's fastest frequency). Not combinable with frame subsampling.
     """
 
     blocks: Sequence[int] | None = None
@@ -83,6 +96,7 @@ class CrossClipKVCacheConfig:
     history_frame_indices: Sequence[int] | None = None
     offload_to_cpu: bool = False
     probe_attention: bool = False
+    history_pool: Sequence[int] = (1, 1, 1)
 
     def __post_init__(self) -> None:
         if self.blocks is not None:
@@ -109,11 +123,37 @@ class CrossClipKVCacheConfig:
             raise TypeError(f"`offload_to_cpu` must be a bool, got {self.offload_to_cpu!r}.")
         if not isinstance(self.probe_attention, bool):
             raise TypeError(f"`probe_attention` must be a bool, got {self.probe_attention!r}.")
+        pool = self.history_pool
+        if (
+            isinstance(pool, (str, bytes))
+            or not isinstance(pool, Sequence)
+            or len(pool) != 3
+            or not all(_is_int(p) and 1 <= p <= _MAX_POOL for p in pool)
+        ):
+            raise ValueError(
+                f"`history_pool` must be three ints `(t, h, w)` in [1, {_MAX_POOL}], got {self.history_pool!r}."
+            )
+        self.history_pool = tuple(int(p) for p in pool)
+        if self.pools_history and self.subsamples_frames:
+            raise ValueError(
+                "`history_pool` cannot be combined with `history_frame_stride` / `history_frame_indices`: pool "
+                "frames with its first entry instead."
+            )
 
     @property
     def subsamples_frames(self) -> bool:
         """Whether recorded clips keep only some of their latent frames."""
         return self.history_frame_stride != 1 or self.history_frame_indices is not None
+
+    @property
+    def pools_history(self) -> bool:
+        """Whether recorded clips are stored compressed (`history_pool` other than `(1, 1, 1)`)."""
+        return self.history_pool != (1, 1, 1)
+
+    def pooled_grid(self, frames: int, height: int, width: int) -> tuple[int, int, int]:
+        """The patched `(frames, height, width)` grid a recorded clip of this grid is stored at."""
+        t, h, w = self.history_pool
+        return (-(-frames // t), -(-height // h), -(-width // w))
 
     def resolve_blocks(self, num_layers: int) -> tuple[int, ...]:
         """The sorted, non-negative block indices for a transformer with `num_layers` blocks."""
@@ -147,7 +187,7 @@ class CrossClipKVCacheConfig:
         """A JSON-serialisable dict (enums as their values, sequences as lists)."""
         data = asdict(self)
         data["record_mode"] = self.record_mode.value
-        for name in ("blocks", "history_frame_indices"):
+        for name in ("blocks", "history_frame_indices", "history_pool"):
             if data[name] is not None:
                 data[name] = list(data[name])
         return data
@@ -494,7 +534,13 @@ class CrossClipKVCache:
     # processor's custom op (no graph break); with autograd enabled the call is a graph break per cached block.
     @torch.compiler.disable
     def attention_kv(
-        self, block_index: int, key: torch.Tensor, value: torch.Tensor, context_parallel: bool = False
+        self,
+        block_index: int,
+        key: torch.Tensor,
+        value: torch.Tensor,
+        context_parallel: bool = False,
+        unrotated_key: torch.Tensor | None = None,
+        rotary_emb: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """What the processor of block `block_index` calls: records the current K/V when recording, and returns the
         keys/values to attend (`extend`).
@@ -505,6 +551,10 @@ class CrossClipKVCache:
                 `(batch, tokens, heads, head_dim)`.
             context_parallel (`bool`, *optional*, defaults to `False`): Whether the processor runs under context
                 parallelism, which the cache does not support (raises when recording or attending history).
+            unrotated_key (`torch.Tensor`, *optional*), rotary_emb (`tuple[torch.Tensor, torch.Tensor]`, *optional*):
+                The current K before RoPE (after `norm_k`) and the `(cos, sin)` it was rotated with. Needed only
+                when recording with `config.history_pool` (keys are pooled before RoPE and rotated at the pooled
+                positions); `rotary_emb=None` means no RoPE.
         """
         if context_parallel and (self._recording or self.uses_history()):
             # Every rank sees a shard of the sequence: a recorded clip would be a shard, and history would have to be
@@ -512,16 +562,30 @@ class CrossClipKVCache:
             raise NotImplementedError("The cross-clip KV cache does not support context parallelism.")
         self._branches_seen.update(self._batched or (self._branch,))
         if self._recording:
-            self.record(block_index, key, value)
+            self.record(block_index, key, value, unrotated_key=unrotated_key, rotary_emb=rotary_emb)
         return self.extend(block_index, key, value)
 
-    def record(self, block_index: int, key: torch.Tensor, value: torch.Tensor) -> None:
-        """Keep the current clip's K/V of block `block_index` in the pending recording (frame-subsampled if set)."""
-        index = self._kept_token_index(key)
-        if index is not None:  # index_select makes new tensors
-            key, value = key.index_select(1, index), value.index_select(1, index)
+    def record(
+        self,
+        block_index: int,
+        key: torch.Tensor,
+        value: torch.Tensor,
+        unrotated_key: torch.Tensor | None = None,
+        rotary_emb: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> None:
+        """Keep the current clip's K/V of block `block_index` in the pending recording (frame-subsampled or pooled
+        if the config says so; pooling needs `unrotated_key`, see `attention_kv`)."""
+        owned = False  # whether key / value are new tensors already (not views of the forward's)
+        if self.config.pools_history:
+            key, value = self._pool_kv(key, value, unrotated_key, rotary_emb)
+            owned = True
+        else:
+            index = self._kept_token_index(key)
+            if index is not None:  # index_select makes new tensors
+                key, value = key.index_select(1, index), value.index_select(1, index)
+                owned = True
         if self._batched is None:
-            if index is None:
+            if not owned:
                 key, value = _own(key), _own(value)
             self._pending[(self._branch, block_index)] = KVPair(key, value)
             return
@@ -626,20 +690,50 @@ class CrossClipKVCache:
         return bool(self._selected) and not (self._recording and not self._attend_history)
 
     # ------------------------------------------------------------------ internals
-    def _kept_token_index(self, key: torch.Tensor) -> torch.Tensor | None:
-        if not self.config.subsamples_frames:
-            return None
+    def _checked_grid(self, num_tokens: int, what: str) -> tuple[int, int, int]:
         if self._token_grid is None:
             raise RuntimeError(
-                "Frame subsampling needs the token grid: run the transformer (whose pre-hook reports it) or call "
+                f"{what} needs the token grid: run the transformer (whose pre-hook reports it) or call "
                 "`set_token_grid(frames, height, width)`."
             )
         frames, height, width = self._token_grid
-        if frames * height * width != key.shape[1]:
+        if frames * height * width != num_tokens:
             raise RuntimeError(
-                f"The token grid {self._token_grid} does not match the {key.shape[1]} tokens seen by the processor "
+                f"The token grid {self._token_grid} does not match the {num_tokens} tokens seen by the processor "
                 "(is the sequence split, e.g. by context parallelism?)."
             )
+        return self._token_grid
+
+    def _pool_kv(
+        self,
+        key: torch.Tensor,
+        value: torch.Tensor,
+        unrotated_key: torch.Tensor | None,
+        rotary_emb: tuple[torch.Tensor, torch.Tensor] | None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Compressed history (`config.history_pool`): window means of the pre-RoPE keys and of the values, the keys
+        then rotated at each window's centroid position. Returns new tensors in the dtype of `key`."""
+        if unrotated_key is None:
+            if rotary_emb is not None:
+                raise ValueError("Pooling rotated keys needs `unrotated_key` (the keys before RoPE).")
+            unrotated_key = key  # no RoPE: the keys are their own pre-RoPE keys
+        grid = self._checked_grid(key.shape[1], "Pooling history (`history_pool`)")
+        pool = self.config.history_pool
+        pooled_key = _pool_tokens(unrotated_key.float(), grid, pool)
+        pooled_value = _pool_tokens(value.float(), grid, pool).to(value.dtype)
+        if rotary_emb is not None:
+            cos, sin = (_pool_tokens(f.float().expand(1, -1, 1, -1), grid, pool) for f in rotary_emb)
+            # The mean of the window's rotations e^{i p w} is r * e^{i c w}, c the centroid of the positions p and
+            # r = sinc-like > 0 while the window spans < 2 pi / w (every RoPE channel depends on one axis only):
+            # renormalised, it is exactly the rotation at the centroid.
+            norm = torch.sqrt(cos.square() + sin.square()).clamp_min(torch.finfo(cos.dtype).tiny)
+            pooled_key = _rotate(pooled_key, cos / norm, sin / norm)
+        return pooled_key.to(key.dtype), pooled_value
+
+    def _kept_token_index(self, key: torch.Tensor) -> torch.Tensor | None:
+        if not self.config.subsamples_frames:
+            return None
+        frames, height, width = self._checked_grid(key.shape[1], "Frame subsampling")
         cache_key = (frames, height, width, key.device)
         if self._kept_index is None or self._kept_index[0] != cache_key:
             kept = self.config.kept_frames(frames)
@@ -704,8 +798,10 @@ class CrossClipKVCache:
                 f"{list(self.block_indices)}."
             )
         saved = state.get("config", {})
-        for name in ("history_frame_stride", "history_frame_indices"):
-            if saved.get(name) != self.config.to_dict()[name]:
+        # states written before `history_pool` existed are dense
+        defaults = {"history_pool": [1, 1, 1]}
+        for name in ("history_frame_stride", "history_frame_indices", "history_pool"):
+            if saved.get(name, defaults.get(name)) != self.config.to_dict()[name]:
                 raise ValueError(
                     f"`state` was recorded with `{name}={saved.get(name)!r}`, this cache uses "
                     f"`{name}={self.config.to_dict()[name]!r}`."
@@ -750,6 +846,25 @@ def _parse_branch(branch: CFGBranch | str) -> CFGBranch:
     except ValueError:
         accepted = ", ".join(repr(b.value) for b in CFGBranch)
         raise ValueError(f"`branch` must be one of {accepted} or a `CFGBranch`, got {branch!r}.") from None
+
+
+def _pool_tokens(x: torch.Tensor, grid: tuple[int, int, int], pool: tuple[int, int, int]) -> torch.Tensor:
+    """Window means of frame-major tokens: `(B, F*H*W, heads, d)` -> `(B, F'*H'*W', heads, d)` (partial windows at
+    the far edges average the tokens they hold)."""
+    batch, _, heads, dim = x.shape
+    frames, height, width = grid
+    volume = x.reshape(batch, frames, height, width, heads * dim).permute(0, 4, 1, 2, 3)
+    pooled = torch.nn.functional.avg_pool3d(volume, pool, stride=pool, ceil_mode=True, count_include_pad=False)
+    return pooled.permute(0, 2, 3, 4, 1).reshape(batch, -1, heads, dim)
+
+
+def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    # Wan's interleaved real rotation (as in `WanAttnProcessor`), with (cos, sin) given per token.
+    x1, x2 = x.unflatten(-1, (-1, 2)).unbind(-1)
+    out = torch.empty_like(x)
+    out[..., 0::2] = x1 * cos[..., 0::2] - x2 * sin[..., 1::2]
+    out[..., 1::2] = x1 * sin[..., 1::2] + x2 * cos[..., 0::2]
+    return out
 
 
 def _own(tensor: torch.Tensor) -> torch.Tensor:

@@ -123,6 +123,9 @@ class CrossClipKVAttnProcessor:
         key = key.unflatten(2, (attn.heads, -1))
         value = value.unflatten(2, (attn.heads, -1))
 
+        # Compressed history pools the keys before RoPE and rotates them at the pooled positions: keep both.
+        pools = self.cache.config.pools_history and self.cache.is_recording
+        unrotated_key = key if pools else None
         if rotary_emb is not None:
             query = _apply_rotary_emb(query, *rotary_emb)
             key = _apply_rotary_emb(key, *rotary_emb)
@@ -133,11 +136,14 @@ class CrossClipKVAttnProcessor:
             and attention_mask is None
             and self._parallel_config is None
             and not torch.is_grad_enabled()
+            and not pools  # a pooled recording forward (once per clip) needs the pre-RoPE keys: eager
         ):
             # No graph break: dynamo sees one opaque op. (Training keeps the break: the op has no autograd formula.)
             hidden_states = torch.ops.diffusers_longvid.cross_clip_attention(query, key, value, self._handle)
         else:
-            hidden_states = self._attend(query, key, value, attention_mask)
+            hidden_states = self._attend(
+                query, key, value, attention_mask, unrotated_key=unrotated_key, rotary_emb=rotary_emb if pools else None
+            )
         hidden_states = hidden_states.flatten(2, 3)
         hidden_states = hidden_states.type_as(query)
 
@@ -151,10 +157,18 @@ class CrossClipKVAttnProcessor:
         key: torch.Tensor,
         value: torch.Tensor,
         attention_mask: torch.Tensor | None,
+        unrotated_key: torch.Tensor | None = None,
+        rotary_emb: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> torch.Tensor:
-        """Attention of the current queries over `[selected history; current]` keys/values (records when asked)."""
+        """Attention of the current queries over `[selected history; current]` keys/values (records when asked;
+        `unrotated_key` / `rotary_emb` serve compressed recording, see `CrossClipKVCache.attention_kv`)."""
         all_key, all_value = self.cache.attention_kv(
-            self.block_index, key, value, context_parallel=self._parallel_config is not None
+            self.block_index,
+            key,
+            value,
+            context_parallel=self._parallel_config is not None,
+            unrotated_key=unrotated_key,
+            rotary_emb=rotary_emb,
         )
         with_history = all_key is not key
         if with_history and attention_mask is not None:
