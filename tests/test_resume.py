@@ -212,7 +212,8 @@ def test_cli_resume_gives_the_same_mp4(kv_model, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(LongVideoExtensionPipeline, "_denoise_clip", interrupted)
     assert main(base + ["--out", str(run / "video.mp4"), "--state-dir", str(run / "state")]) == 130
     assert "--resume" in capsys.readouterr().err
-    assert read_video(run / "video.mp4").shape[0] == 9 + 2 * 8  # the three finished clips
+    # the three finished clips, in the partial file (video.mp4 is replaced only by a finished job)
+    assert read_video(run / "video.partial.mp4").shape[0] == 9 + 2 * 8 and not (run / "video.mp4").exists()
     monkeypatch.setattr(LongVideoExtensionPipeline, "_denoise_clip", denoise)
 
     # flags that would change the video are refused; the run folder finds its `state/`
