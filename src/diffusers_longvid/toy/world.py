@@ -187,9 +187,31 @@ class ToyVideo:
 
 
 def _check_color(value: Any, where: str) -> str:
-    if value not in COLORS:
-        raise ValueError(f"`{where}` must be one of {sorted(COLORS)}, got {value!r}.")
+    if not isinstance(value, str) or value not in COLORS:
+        raise ValueError(f"`{where}` must be one of {sorted(COLORS)}, got {_brief(value)}.")
     return value
+
+
+def _brief(value: Any) -> str:
+    text = repr(value) if not isinstance(value, int) or abs(value) < 10**30 else f"an int of {value.bit_length()} bits"
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _finite(value: Any, where: str, what: str) -> float:
+    """A finite real number (not a bool) as float; a `ValueError` naming `where` otherwise."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"`{where}` must be {what}, got {_brief(value)}.")
+    try:
+        number = float(value)
+    except OverflowError:
+        number = math.inf
+    if not math.isfinite(number):
+        raise ValueError(f"`{where}` must be {what} (finite), got {_brief(value)}.")
+    return number
+
+
+def _unknown_keys(keys: set[Any]) -> list[str]:
+    return sorted(repr(key) if not isinstance(key, str) else key for key in keys)
 
 
 def validate_script(script: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -217,7 +239,7 @@ def validate_script(script: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
             raise TypeError(f"`script[{n}]` must be a dict, got {type(clip).__name__}.")
         unknown = set(clip) - {"prompt", "background", "texture", "objects", "duration"}
         if unknown:
-            raise ValueError(f"`script[{n}]` has unknown keys {sorted(unknown)}.")
+            raise ValueError(f"`script[{n}]` has unknown keys {_unknown_keys(unknown)}.")
         out: dict[str, Any] = {}
         if "prompt" in clip:
             if not isinstance(clip["prompt"], str):
@@ -227,13 +249,16 @@ def validate_script(script: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
             raise ValueError(f"`script[{n}].background` is required (one of {sorted(COLORS)}).")
         out["background"] = _check_color(clip["background"], f"script[{n}].background")
         out["texture"] = clip.get("texture", "plain")
-        if out["texture"] not in TEXTURES:
-            raise ValueError(f"`script[{n}].texture` must be one of {list(TEXTURES)}, got {out['texture']!r}.")
+        if not isinstance(out["texture"], str) or out["texture"] not in TEXTURES:
+            raise ValueError(f"`script[{n}].texture` must be one of {list(TEXTURES)}, got {_brief(out['texture'])}.")
         if "duration" in clip and clip["duration"] is not None:
             duration = clip["duration"]
-            if not isinstance(duration, (int, float)) or isinstance(duration, bool) or duration <= 0:
+            if isinstance(duration, bool) or not isinstance(duration, (int, float)):
+                raise ValueError(f"`script[{n}].duration` must be a positive number of seconds, got {_brief(duration)}.")
+            duration = _finite(duration, f"script[{n}].duration", "a positive number of seconds")
+            if duration <= 0:
                 raise ValueError(f"`script[{n}].duration` must be a positive number of seconds, got {duration!r}.")
-            out["duration"] = float(duration)
+            out["duration"] = duration
         objects = clip.get("objects", [])
         if not isinstance(objects, list):
             raise TypeError(f"`script[{n}].objects` must be a list.")
@@ -256,10 +281,10 @@ def validate_script(script: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
                 raise TypeError(f"`{where}` must be a dict.")
             unknown = set(obj) - {"shape", "color", "visible", "motion", "position", "size", "heading"}
             if unknown:
-                raise ValueError(f"`{where}` has unknown keys {sorted(unknown)}.")
+                raise ValueError(f"`{where}` has unknown keys {_unknown_keys(unknown)}.")
             shape = obj.get("shape")
-            if shape not in SHAPES:
-                raise ValueError(f"`{where}.shape` must be one of {list(SHAPES)}, got {shape!r}.")
+            if not isinstance(shape, str) or shape not in SHAPES:
+                raise ValueError(f"`{where}.shape` must be one of {list(SHAPES)}, got {_brief(shape)}.")
             color = _check_color(obj.get("color"), f"{where}.color")
             if (shape, color) != identity[i]:
                 raise ValueError(
@@ -270,6 +295,8 @@ def validate_script(script: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
             if not isinstance(visible, bool):
                 raise TypeError(f"`{where}.visible` must be a bool, got {visible!r}.")
             motion = obj.get("motion", "stays" if visible else HIDDEN_MOTION)
+            if not isinstance(motion, str):
+                raise ValueError(f"`{where}.motion` must be one of {list(MOTIONS)}, got {_brief(motion)}.")
             if visible and motion not in MOTIONS:
                 raise ValueError(f"`{where}.motion` must be one of {list(MOTIONS)}, got {motion!r}.")
             if not visible and motion != HIDDEN_MOTION:
@@ -291,18 +318,24 @@ def validate_script(script: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
                     entry[key] = obj[key]
             if "position" in entry:
                 pos = entry["position"]
-                if not (isinstance(pos, (list, tuple)) and len(pos) == 2 and all(0.0 <= float(p) <= 1.0 for p in pos)):
-                    raise ValueError(f"`{where}.position` must be `[x, y]` with both in [0, 1], got {pos!r}.")
+                if not (
+                    isinstance(pos, (list, tuple))
+                    and len(pos) == 2
+                    and all(isinstance(p, (int, float)) and not isinstance(p, bool) for p in pos)
+                    and all(0.0 <= p <= 1.0 for p in pos)  # NaN fails this too
+                ):
+                    raise ValueError(f"`{where}.position` must be `[x, y]` with both in [0, 1], got {_brief(pos)}.")
                 entry["position"] = [float(pos[0]), float(pos[1])]
             if "size" in entry:
                 size = entry["size"]
-                if not isinstance(size, (int, float)) or not MIN_SIZE <= size <= MAX_SIZE:
-                    raise ValueError(f"`{where}.size` must be a number in [{MIN_SIZE}, {MAX_SIZE}], got {size!r}.")
+                if isinstance(size, bool) or not isinstance(size, (int, float)) or not MIN_SIZE <= size <= MAX_SIZE:
+                    raise ValueError(
+                        f"`{where}.size` must be a number in [{MIN_SIZE}, {MAX_SIZE}], got {_brief(size)}."
+                    )
                 entry["size"] = float(size)
             if "heading" in entry:
-                if not isinstance(entry["heading"], (int, float)) or isinstance(entry["heading"], bool):
-                    raise TypeError(f"`{where}.heading` must be a number of degrees, got {entry['heading']!r}.")
-                entry["heading"] = float(entry["heading"])
+                # NaN would render every object black, inf crash the renderer
+                entry["heading"] = _finite(entry["heading"], f"{where}.heading", "a number of degrees")
             on_screen[i] = visible and not motion.startswith("exits")
             out["objects"].append(entry)
         clips.append(out)

@@ -137,7 +137,17 @@ def _first_line(err: BaseException) -> str:
 
 
 def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int too large for a float, e.g. `10**400` written out in the JSON
+        return False
+
+
+def _brief(value: Any) -> str:
+    text = repr(value) if not isinstance(value, int) or abs(value) < 10**30 else f"an int of {value.bit_length()} bits"
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _parse_clip(position: int, clip: Any) -> ClipRecord:
@@ -151,7 +161,7 @@ def _parse_clip(position: int, clip: Any) -> ClipRecord:
     start, end, caption = clip["start"], clip["end"], clip["caption"]
     for key, value in (("start", start), ("end", end)):
         if not _is_number(value):
-            raise ValueError(f"{where}: `{key}` must be a finite number of seconds, got {value!r}")
+            raise ValueError(f"{where}: `{key}` must be a finite number of seconds, got {_brief(value)}")
     if not isinstance(caption, str):
         raise ValueError(f"{where}: `caption` must be a string, got {type(caption).__name__}")
     if not caption.strip():
@@ -170,6 +180,8 @@ def _parse_line(text: str, number: int, root: Path, allow_overlap: bool, check_f
         entry = json.loads(text)
     except json.JSONDecodeError as err:
         raise ValueError(f"invalid JSON ({err.msg} at column {err.colno})") from None
+    except RecursionError:
+        raise ValueError("invalid JSON (nested too deeply)") from None
     if not isinstance(entry, dict):
         raise ValueError(f"expected a JSON object with `video` and `clips`, got {type(entry).__name__}")
     missing = [key for key in ("video", "clips") if key not in entry]
@@ -177,7 +189,9 @@ def _parse_line(text: str, number: int, root: Path, allow_overlap: bool, check_f
         raise ValueError(f"missing {', '.join(f'`{key}`' for key in missing)}")
     video, clips = entry["video"], entry["clips"]
     if not isinstance(video, str) or not video.strip():
-        raise ValueError(f"`video` must be a non-empty path string, got {video!r}")
+        raise ValueError(f"`video` must be a non-empty path string, got {_brief(video)}")
+    if "\x00" in video:
+        raise ValueError("`video` holds a NUL character")
     if not isinstance(clips, list):
         raise ValueError(f"`clips` must be a list of clip objects, got {type(clips).__name__}")
     if not clips:
@@ -193,9 +207,17 @@ def _parse_line(text: str, number: int, root: Path, allow_overlap: bool, check_f
                 f"[{previous.start}, {previous.end})"
             )
     # abspath (not resolve) normalises `..` but keeps symlinked dataset folders as the user named them
-    path = Path(os.path.abspath(root / Path(video).expanduser()))
-    if check_files and not path.is_file():
-        raise ValueError(f"video file not found: {path}")
+    try:
+        path = Path(os.path.abspath(root / Path(video).expanduser()))
+    except RuntimeError as err:  # `~unknownuser/...`
+        raise ValueError(f"`video` {_brief(video)}: {err}") from None
+    if check_files:
+        try:
+            found = path.is_file()
+        except OSError as err:  # e.g. a name too long for the file system: this line is bad, not the manifest
+            raise ValueError(f"`video` {_brief(str(path))} is not a usable path ({err.strerror or err})") from None
+        if not found:
+            raise ValueError(f"video file not found: {_brief(str(path)) if len(str(path)) > 300 else path}")
     extra = {key: value for key, value in entry.items() if key not in ("video", "clips")}
     return VideoRecord(path=str(path), clips=records, line=number, metadata=extra)
 
@@ -246,8 +268,14 @@ def load_manifest(
 
     records: list[VideoRecord] = []
     errors: dict[int, str] = {}
-    with open(path, encoding="utf-8") as handle:
-        for number, text in enumerate(handle, start=1):
+    # read as bytes and decode line by line: a bad byte is an error of its line, not of the whole file
+    with open(path, "rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as err:
+                errors[number] = f"not UTF-8 text (byte {err.object[err.start]:#04x} at column {err.start + 1})"
+                continue
             if not text.strip():
                 continue
             try:
