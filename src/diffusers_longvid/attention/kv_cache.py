@@ -854,7 +854,9 @@ def _pool_tokens(x: torch.Tensor, grid: tuple[int, int, int], pool: tuple[int, i
     batch, _, heads, dim = x.shape
     frames, height, width = grid
     volume = x.reshape(batch, frames, height, width, heads * dim).permute(0, 4, 1, 2, 3)
-    pooled = torch.nn.functional.avg_pool3d(volume, pool, stride=pool, ceil_mode=True, count_include_pad=False)
+    # a window larger than the grid is the whole axis (same count, ceil(n / p) = 1)
+    kernel = tuple(min(p, n) for p, n in zip(pool, grid))
+    pooled = torch.nn.functional.avg_pool3d(volume, kernel, stride=kernel, ceil_mode=True, count_include_pad=False)
     return pooled.permute(0, 2, 3, 4, 1).reshape(batch, -1, heads, dim)
 
 

@@ -714,6 +714,7 @@ class LongVideoExtensionPipeline(DiffusionPipeline, WanLoraLoaderMixin):
         kv_cache_config: Any = None,
         state_dir: str | os.PathLike | None = None,
         resume: bool = False,
+        batch_cfg_branches: bool = True,
     ) -> Iterator[LongVideoClip]:
         r"""
         Streaming form of [`~LongVideoExtensionPipeline.__call__`]: an iterator that generates the video clip by clip
@@ -758,6 +759,7 @@ class LongVideoExtensionPipeline(DiffusionPipeline, WanLoraLoaderMixin):
             kv_cache_config=kv_cache_config,
             state_dir=state_dir,
             resume=resume,
+            batch_cfg_branches=batch_cfg_branches,
         )
         return clips
 
@@ -789,9 +791,12 @@ class LongVideoExtensionPipeline(DiffusionPipeline, WanLoraLoaderMixin):
         kv_cache_config,
         state_dir,
         resume,
+        batch_cfg_branches=True,
     ) -> tuple[Iterator[LongVideoClip], GenerationState | None]:
         """Checks the inputs (and, when resuming, the saved state) now; returns the clip iterator and the resumed
         state (`None` for a new run)."""
+        if not isinstance(batch_cfg_branches, bool):
+            raise TypeError(f"`batch_cfg_branches` must be a bool, got {type(batch_cfg_branches).__name__}.")
         if isinstance(callback_on_step_end, (PipelineCallback, MultiPipelineCallbacks)):
             callback_on_step_end_tensor_inputs = callback_on_step_end.tensor_inputs
         kv_cache_clips = self.config.kv_cache_clips if kv_cache_clips is None else kv_cache_clips
@@ -920,6 +925,7 @@ class LongVideoExtensionPipeline(DiffusionPipeline, WanLoraLoaderMixin):
             resumed=resumed,
             state_writer=writer,
             settings=settings,
+            batch_cfg_branches=batch_cfg_branches,
         )
         return clips, resumed
 
@@ -1045,6 +1051,49 @@ class LongVideoExtensionPipeline(DiffusionPipeline, WanLoraLoaderMixin):
                 return_dict=False,
             )[0]
 
+    def _can_batch_cfg_branches(
+        self, memory, prompt_embeds: torch.Tensor, negative_prompt_embeds: torch.Tensor | None
+    ) -> bool:
+        """Whether the CFG branches can run as one forward: guidance on, both embeddings of the same shape, and no
+        memory or one whose cache serves both branches in one forward (`CrossClipKVCache.batched_branches`); a
+        memory that only knows `branch(...)` gets one forward per branch."""
+        if memory is not None and not hasattr(getattr(memory, "cache", None), "batched_branches"):
+            return False
+        return (
+            self.do_classifier_free_guidance
+            and negative_prompt_embeds is not None
+            and negative_prompt_embeds.shape == prompt_embeds.shape
+        )
+
+    def _batched_cfg_forward(
+        self,
+        memory,
+        hidden_states: torch.Tensor,
+        timestep: torch.Tensor,
+        prompt_embeds: torch.Tensor,
+        negative_prompt_embeds: torch.Tensor,
+        attention_kwargs: dict[str, Any] | None,
+        cache_name: str = "cond_uncond",
+        **cache_kwargs,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Cond and uncond as one forward of batch `2B` (rows `[0, B)` cond, `[B, 2B)` uncond); returns both
+        predictions. Under the cross-clip memory each half attends (and records) its own branch's history
+        (`CrossClipKVCache.batched_branches`), so the result equals two forwards to float rounding."""
+        with ExitStack() as stack:
+            stack.enter_context(self.transformer.cache_context(cache_name, **cache_kwargs))
+            cache = getattr(memory, "cache", None)
+            if cache is not None:
+                stack.enter_context(cache.batched_branches(("cond", "uncond")))
+            output = self.transformer(
+                hidden_states=torch.cat([hidden_states, hidden_states]),
+                timestep=torch.cat([timestep, timestep]),
+                encoder_hidden_states=torch.cat([prompt_embeds, negative_prompt_embeds]),
+                attention_kwargs=attention_kwargs,
+                return_dict=False,
+            )[0]
+        noise_cond, noise_uncond = output.chunk(2)
+        return noise_cond, noise_uncond
+
     def _denoise_clip(
         self,
         latents: torch.Tensor,
@@ -1059,10 +1108,14 @@ class LongVideoExtensionPipeline(DiffusionPipeline, WanLoraLoaderMixin):
         attention_kwargs: dict[str, Any] | None,
         callback_on_step_end,
         callback_on_step_end_tensor_inputs: list[str],
+        batch_cfg_branches: bool = True,
     ) -> torch.Tensor:
         """The denoising loop of one clip, then (clean mode) the forward that records its K/V. Returns its latents."""
         device = latents.device
         record_from_last_step = memory is not None and memory.record_from_last_step
+        batched = batch_cfg_branches and self._can_batch_cfg_branches(
+            memory, prompt_embeds, negative_prompt_embeds
+        )
 
         # Prepare timesteps (T-RFlow's may stop before `num_inference_steps`)
         self.scheduler.set_timesteps(num_inference_steps, device=device)
@@ -1094,27 +1147,40 @@ class LongVideoExtensionPipeline(DiffusionPipeline, WanLoraLoaderMixin):
                     cache_kwargs = {"step_index": i, "sigma": sigma, "num_inference_steps": self._num_timesteps}
                     last_step = i == len(timesteps) - 1
                     with memory.recording() if record_from_last_step and last_step else nullcontext():
-                        noise_pred = self._transformer_forward(
-                            memory,
-                            "cond",
-                            latent_model_input,
-                            timestep,
-                            prompt_embeds,
-                            attention_kwargs,
-                            "cond",
-                            **cache_kwargs,
-                        )
-                        if self.do_classifier_free_guidance:
-                            noise_uncond = self._transformer_forward(
+                        if batched:  # cond and uncond in one forward of batch 2B
+                            noise_pred, noise_uncond = self._batched_cfg_forward(
                                 memory,
-                                "uncond",
                                 latent_model_input,
                                 timestep,
+                                prompt_embeds,
                                 negative_prompt_embeds,
                                 attention_kwargs,
-                                "uncond",
                                 **cache_kwargs,
                             )
+                        else:
+                            noise_pred = self._transformer_forward(
+                                memory,
+                                "cond",
+                                latent_model_input,
+                                timestep,
+                                prompt_embeds,
+                                attention_kwargs,
+                                "cond",
+                                **cache_kwargs,
+                            )
+                            noise_uncond = None
+                            if self.do_classifier_free_guidance:
+                                noise_uncond = self._transformer_forward(
+                                    memory,
+                                    "uncond",
+                                    latent_model_input,
+                                    timestep,
+                                    negative_prompt_embeds,
+                                    attention_kwargs,
+                                    "uncond",
+                                    **cache_kwargs,
+                                )
+                        if noise_uncond is not None:
                             noise_pred = noise_uncond + guidance_scale * (noise_pred - noise_uncond)
 
                     # compute the previous noisy sample x_t -> x_t-1
@@ -1162,10 +1228,17 @@ class LongVideoExtensionPipeline(DiffusionPipeline, WanLoraLoaderMixin):
                 if self.do_classifier_free_guidance:
                     branches.append(("uncond", negative_prompt_embeds))
                 with memory.recording():
-                    for branch, embeds in branches:
-                        self._transformer_forward(
-                            memory, branch, clean_input, zero_timestep, embeds, attention_kwargs, f"{branch}_record"
+                    if batched:
+                        self._batched_cfg_forward(
+                            memory, clean_input, zero_timestep, prompt_embeds, negative_prompt_embeds,
+                            attention_kwargs, cache_name="cond_uncond_record",
                         )
+                    else:
+                        for branch, embeds in branches:
+                            self._transformer_forward(
+                                memory, branch, clean_input, zero_timestep, embeds, attention_kwargs,
+                                f"{branch}_record",
+                            )
         return latents
 
     def _decode_clip(self, latents: torch.Tensor) -> torch.Tensor:
@@ -1237,6 +1310,7 @@ class LongVideoExtensionPipeline(DiffusionPipeline, WanLoraLoaderMixin):
         resumed: GenerationState | None = None,
         state_writer: GenerationStateWriter | None = None,
         settings: dict[str, Any] | None = None,
+        batch_cfg_branches: bool = True,
     ) -> Iterator[LongVideoClip]:
         self._guidance_scale = guidance_scale
         self._attention_kwargs = attention_kwargs
@@ -1373,6 +1447,7 @@ class LongVideoExtensionPipeline(DiffusionPipeline, WanLoraLoaderMixin):
                         attention_kwargs=attention_kwargs,
                         callback_on_step_end=callback_on_step_end,
                         callback_on_step_end_tensor_inputs=callback_on_step_end_tensor_inputs,
+                        batch_cfg_branches=batch_cfg_branches,
                     )
                     entry = {
                         "clip": clip_index,
@@ -1481,6 +1556,7 @@ class LongVideoExtensionPipeline(DiffusionPipeline, WanLoraLoaderMixin):
         kv_cache_config: Any = None,
         state_dir: str | os.PathLike | None = None,
         resume: bool = False,
+        batch_cfg_branches: bool = True,
     ) -> LongVideoPipelineOutput | tuple:
         r"""
         The call function to the pipeline for generation: a long video, clip by clip.
@@ -1570,6 +1646,12 @@ class LongVideoExtensionPipeline(DiffusionPipeline, WanLoraLoaderMixin):
                 arguments as that run (a `ValueError` names any that differ); `generator` gets the saved RNG state.
                 The remaining clips are generated exactly as in an uninterrupted run, and the returned video holds all
                 clips: the finished ones are decoded from their saved latents.
+            batch_cfg_branches (`bool`, *optional*, defaults to `True`):
+                Run the cond and uncond branches of classifier-free guidance as one transformer forward of twice the
+                batch (each half attends and records its own branch's history) instead of two forwards. The result
+                equals the unbatched one to float rounding; it saves the fixed cost of a forward per step and holds
+                both branches' activations at once. Applies when guidance is on and the prompt and negative prompt
+                embeddings have the same shape; pass `False` to run the branches one after the other (less memory).
 
         Examples:
 
@@ -1611,6 +1693,7 @@ class LongVideoExtensionPipeline(DiffusionPipeline, WanLoraLoaderMixin):
             kv_cache_config=kv_cache_config,
             state_dir=state_dir,
             resume=resume,
+            batch_cfg_branches=batch_cfg_branches,
         )
         if resumed is not None:  # the returned video holds the clips finished before the interruption too
             clips = itertools.chain(self._finished_clips(resumed, output_type), clips)
