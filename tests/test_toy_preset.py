@@ -251,7 +251,8 @@ def test_demo_script_is_a_minute_with_reentries():
     script = demo_toy_script()
     F, k, fps = TOY_SAMPLING["num_frames"], TOY_SAMPLING["num_condition_frames"], TOY_SAMPLING["fps"]
     assert (F + (len(script) - 1) * (F - k)) / fps >= 60.0
-    assert sum(any(flags) for flags in is_reentry(script)) >= 1
+    assert sum(any(flags) for flags in is_reentry(script)) >= 10
+    assert len(script[0]["objects"]) == 1  # the memory world: one object that keeps coming back
 
 
 def test_demo_writes_video_comparison_and_report(preset_path, tmp_path):
@@ -264,8 +265,10 @@ def test_demo_writes_video_comparison_and_report(preset_path, tmp_path):
     side = read_video(tmp_path / "comparison.mp4")
     assert side.shape[0] == F + 2 * (F - k) and side.shape[2] >= 4 * 64 * 4  # four panels, upscaled 4x
     assert (tmp_path / "comparison.png").stat().st_size > 1000
+    assert not (tmp_path / "comebacks.png").exists()  # 3 clips: no comeback yet
     assert len(load_script(tmp_path / "toy_script.json")) == 3
     summary = (tmp_path / "report" / "summary.md").read_text()
+    assert "re-entry colour" in summary
     for name in ("ours", "no-KV", "no-KV-no-T-RFlow"):
         assert f"| {name} |" in summary
         assert (tmp_path / "report" / name.lower() / "toy_eval.json").is_file()

@@ -57,10 +57,34 @@ mkdir -p "$RUNS"
   --pretrained-model "$RUNS/toy_stage1/final" --latent-cache "$RUNS/toy_cache" --output-dir "$RUNS/toy_stage2" \
   --resume latest
 
-# 7. The preset: stage 1 + fused stage-2 LoRA, float16 safetensors (loaded as float32), <= 25 MB.
-#    The shipped preset keeps stage 1's VAE (the one the latents were cached with); VAE_FOR_PRESET=$RUNS/toy_vae_dec/vae
-#    swaps in a decoder fine-tuned with step 1b (same encoder, so the transformer is unaffected).
+# 7. The first preset (v1, shipped until the memory world): stage 1 + fused stage-2 LoRA, float16 safetensors
+#    (loaded as float32), <= 25 MB. It keeps stage 1's VAE (the one the latents were cached with);
+#    VAE_FOR_PRESET=$RUNS/toy_vae_dec/vae swaps in a decoder fine-tuned with step 1b. The v1 preset is also in the git
+#    history:  mkdir -p runs/toy_v1 && git archive b5cf25f src/diffusers_longvid/presets/toy | tar -x -C runs/toy_v1 \
+#      --strip-components 4    (then steps 1-7 can be skipped).
 VAE_FOR_PRESET=${VAE_FOR_PRESET:-$RUNS/toy_vae/vae}
-"$PY" -m diffusers_longvid.cli toy-assemble --pipeline "$RUNS/toy_stage1/final" --lora "$RUNS/toy_stage2/final" \
-  --vae "$VAE_FOR_PRESET" --out "${PRESET_OUT:-src/diffusers_longvid/presets/toy}"
+[ -f "$RUNS/toy_v1/model_index.json" ] || "$PY" -m diffusers_longvid.cli toy-assemble \
+  --pipeline "$RUNS/toy_stage1/final" --lora "$RUNS/toy_stage2/final" --vae "$VAE_FOR_PRESET" --out "$RUNS/toy_v1"
+
+# ---------------------------------------------------------------------------------------------------------------
+# The memory world (the shipped preset, docs/toy.md "The memory world"): one large object of 6 colours that is
+# named, leaves, stays away 1-2 clips and comes back with a colour-free prompt.
+# 8. Data: 420 memory_script videos of 6 clips (comeback in clip 4, named again in clip 5), half on plain
+#    backgrounds, half with any texture and background changes: ~30 s. Latent cache with v1's VAE/text encoder: ~4 min.
+"$PY" -m diffusers_longvid.cli toy-data --out "$RUNS/mem_data" --num-videos 420 --num-clips 6 --world memory \
+  --seed 1000
+"$PY" -m diffusers_longvid.cli cache-latents --kind long --manifest "$RUNS/mem_data/long.jsonl" \
+  --model "$RUNS/toy_v1" --out "$RUNS/mem_cache" --height 64 --width 64 --fps 16 --num-frames 17 \
+  --overlap-frames 5 --max-sequence-length 64 --no-probe
+# 9. Stage 1 warm-started from v1's transformer: 5000 steps x 8 (~9 min on a free machine).
+"$PY" -m diffusers_longvid.cli train-extension --config examples/toy/stage1_memory.yaml \
+  --pretrained-model "$RUNS/toy_v1" --latent-cache "$RUNS/mem_cache" --output-dir "$RUNS/mem_stage1" --resume latest
+# 10. Stage 2: K/V LoRA on blocks 3-5, every example a 5-clip piece whose target is the comeback, gradients through
+#     the history (3000 steps x 4, ~17 min on a free machine).
+"$PY" -m diffusers_longvid.cli train-causal-lora --config examples/toy/stage2_memory.yaml \
+  --pretrained-model "$RUNS/mem_stage1/final" --latent-cache "$RUNS/mem_cache" --output-dir "$RUNS/mem_stage2" \
+  --resume latest
+# 11. The shipped preset.
+"$PY" -m diffusers_longvid.cli toy-assemble --pipeline "$RUNS/mem_stage1/final" --lora "$RUNS/mem_stage2/final" \
+  --out "${PRESET_OUT:-src/diffusers_longvid/presets/toy}"
 echo "Toy preset written; try: longvid generate --model toy --prompt 'A red circle moves to the right on a navy background.' --num-clips 4 --out toy.mp4" >&2

@@ -1,16 +1,19 @@
 """`make demo` / `python -m diffusers_longvid.demo`: a long video from a multi-clip script, on CPU, offline.
 
 With the built-in toy preset (`diffusers_longvid.presets.get_preset_path("toy")`, trained by
-`examples/toy/train_toy.sh`) the demo generates a 61-second toy-world script (81 clips, objects that leave the frame
-and come back, prompts that then do not name their colour), continuing the ground truth's first 5 frames, four
-ways, and writes to `--out`:
+`examples/toy/train_toy.sh`) the demo generates a memory-world script (`memory_script(..., episodes=16)`: one object,
+named with its colour, that leaves the frame and comes back 16 times with prompts that do not name its colour),
+continuing the ground truth's first 5 frames, three ways plus the ground truth, and writes to `--out`:
 
 - `toy_long_video.mp4` — our method (KV cache over 5 prompt-selected history clips + T-RFlow), with its
   `toy_long_video.json` sidecar;
 - `comparison.mp4` — ground truth | ours | no KV cache | no KV cache and no T-RFlow, side by side, labelled;
 - `comparison.png` — a contact sheet of the same four rows, a frame every 4 seconds;
+- `comebacks.png` — one row per comeback: the object before it left, then the comeback clip's last frame in the
+  ground truth, ours, no KV, no KV and no T-RFlow (only a model that remembers can get the colour right);
 - `toy_script.json` (the script) and `report/` (`longvid toy-eval` of every variant against the ground truth:
-  `toy_eval_<variant>.json|md|png` and `summary.md`).
+  `toy_eval_<variant>.json|md|png`, and `summary.md` with the memory benchmark's presence / colour scores of each
+  variant on this script).
 
 Without the preset (a source checkout whose preset was removed), the demo runs the same user path — a pipeline folder
 loaded with `from_pretrained` and `longvid generate` — on a tiny *randomly initialised* model: the frames are noise,
@@ -30,9 +33,9 @@ from typing import Any
 
 logger = logging.getLogger("diffusers_longvid.demo")
 
-#: Seed and length of the demo's toy script: `random_script(DEMO_NUM_CLIPS, seed=DEMO_SCRIPT_SEED, num_objects=2)`.
+#: Seed and comebacks of the demo's toy script (see `demo_toy_script`).
 DEMO_SCRIPT_SEED = 7
-DEMO_NUM_CLIPS = 81
+DEMO_EPISODES = 16
 
 DEMO_SCRIPT = [
     "a red circle moves right across a blue background",
@@ -46,11 +49,18 @@ DEMO_SCRIPT = [
 ]
 
 
-def demo_toy_script(num_clips: int = DEMO_NUM_CLIPS, seed: int = DEMO_SCRIPT_SEED) -> list[dict[str, Any]]:
-    """The demo's toy script: two objects, exits and re-entries (at least one), occasional background changes."""
-    from .toy import random_script
+def demo_toy_script(
+    num_clips: int | None = None, seed: int = DEMO_SCRIPT_SEED, episodes: int = DEMO_EPISODES
+) -> list[dict[str, Any]]:
+    """The demo's toy script: `memory_script(5, seed, clips_after=1, episodes=episodes)` with any texture and
+    background changes (probability 0.1): one object seen, gone and back `episodes` times (the comeback prompts omit
+    its colour). `num_clips` keeps only the first clips."""
+    from .toy import TEXTURES, memory_script
 
-    return random_script(num_clips, seed=seed, num_objects=2)
+    script = memory_script(
+        5, seed=seed, clips_after=1, episodes=episodes, textures=TEXTURES, background_change_probability=0.1
+    )
+    return script[:num_clips] if num_clips else script
 
 
 def _untrained_pipeline_folder(root: Path) -> Path:
@@ -93,14 +103,16 @@ def run_toy_demo(out: Path, num_clips: int | None = None, steps: int | None = No
         write_side_by_side,
     )
     from .toy.ablate import ground_truth_start
+    from .toy import is_reentry
     from .toy.evaluate import evaluate_toy_video, write_toy_eval_report
+    from .toy.memory import MemoryBenchmarkConfig, score_memory_video, summarise_records, write_memory_contact_sheet
     from .toy.preset import load_preset_settings
     from .video_io import write_video
 
     out.mkdir(parents=True, exist_ok=True)
     path = get_preset_path("toy")
     settings = load_preset_settings(path)
-    script = demo_toy_script(num_clips or DEMO_NUM_CLIPS)
+    script = demo_toy_script(num_clips)
     save_script(script, out / "toy_script.json")
     F, k, fps = settings["num_frames"], settings["num_condition_frames"], settings["fps"]
     steps = steps or settings["num_inference_steps"]
@@ -131,25 +143,32 @@ def run_toy_demo(out: Path, num_clips: int | None = None, steps: int | None = No
     panels = {GROUND_TRUTH: truth, **videos}
     comparison = write_side_by_side(panels, out / "comparison.mp4", fps=fps, upscale=4)
     sheet = write_contact_sheet(panels, out / "comparison.png", every_seconds=4.0, fps=fps, upscale=2)
+    memory_config = MemoryBenchmarkConfig(num_frames=F, num_condition_frames=k, size=settings["height"], fps=fps)
+    comebacks = None
+    if any(flags[0] for flags in is_reentry(script)):
+        comebacks = str(write_memory_contact_sheet([(script, truth, videos)], out / "comebacks.png", memory_config))
 
     report_dir = out / "report"
     summary: dict[str, Any] = {}
-    lines = ["| variant | background colour error | object colour error | re-entry accuracy | sharpness ratio |",
-             "|---|---|---|---|---|"]
+    lines = ["| variant | named presence | named colour | re-entry presence | re-entry colour | background colour "
+             "error | sharpness ratio |", "|---|---|---|---|---|---|---|"]
     for name, frames in videos.items():
         result = evaluate_toy_video(np.asarray(frames), script, num_frames=F, num_condition_frames=k, fps=fps)
         slug = name.lower().replace(" ", "-")
         write_toy_eval_report(result, report_dir / slug)
         o = result.overall
-        summary[name] = o
+        m = summarise_records(score_memory_video(np.asarray(frames), script, F, k))
+        summary[name] = {**o, "memory": m}
         lines.append(
-            f"| {name} | {_fmt(o.get('background_color_error'))} | {_fmt(o.get('object_color_error'))} | "
-            f"{_fmt(o.get('reentry_accuracy'))} | {_fmt(o.get('sharpness_ratio'))} |"
+            f"| {name} | {_fmt(m['named_presence'])} | {_fmt(m['named_color'])} | {_fmt(m['reentry_presence'])} | "
+            f"{_fmt(m['reentry_color'])} | {_fmt(o.get('background_color_error'))} | "
+            f"{_fmt(o.get('sharpness_ratio'))} |"
         )
     (report_dir / "summary.md").write_text("\n".join(lines) + "\n")
     logger.info("\n" + "\n".join(lines))
     logger.info(f"Wrote {out / 'toy_long_video.mp4'}, {comparison}, {sheet} and {report_dir}.")
     return {"video": str(out / "toy_long_video.mp4"), "comparison": comparison, "contact_sheet": sheet,
+            "comebacks": comebacks,
             "report": str(report_dir), "metrics": summary, "seconds": seconds}
 
 

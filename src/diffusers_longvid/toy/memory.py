@@ -544,30 +544,38 @@ def write_memory_contact_sheet(
     path: str | os.PathLike,
     config: MemoryBenchmarkConfig,
     upscale: int = 2,
+    max_rows: int | None = None,
 ) -> Path:
-    """One row per script: the ground truth's last frame showing the object before it left, then the comeback clip's
-    last frame in the ground truth, ours and no KV."""
+    """One row per comeback: the ground truth while the object was last seen before it left, then the comeback
+    clip's last frame in the ground truth and in every generated video (`rows`: `(script, ground-truth frames,
+    {variant name: frames})`, the variants in the same order for every row)."""
     import PIL.Image
 
     from .compare import _label_height, _label_strip
     from .world import clip_frame_ranges
 
-    panels = []
+    panels, names = [], None
     for script, truth, videos in rows:
+        names = list(videos) if names is None else names
         ranges = clip_frame_ranges(len(script), config.num_frames, config.num_condition_frames)
-        comeback = next(n for n, flags in enumerate(is_reentry(script)) if flags[0])
-        exit_clip = max(n for n in range(comeback) if script[n]["objects"][0].get("visible", True))
-        seen = ranges[exit_clip][0] + (config.num_frames - config.num_condition_frames) // 3
-        last = ranges[comeback][1] - 1
-        row = [truth[seen], truth[last]] + [videos[name][last] for name in VARIANTS]
-        panels.append(np.concatenate(row, axis=1))
+        visible = [clip["objects"][0].get("visible", True) for clip in script]
+        for comeback, flags in enumerate(is_reentry(script)):
+            if not flags[0]:
+                continue
+            exit_clip = max(n for n in range(comeback) if visible[n])
+            seen = ranges[exit_clip][0] + (config.num_condition_frames if exit_clip else 0)  # before it moves out
+            last = ranges[comeback][1] - 1
+            row = [truth[seen], truth[last]] + [videos[name][last] for name in names]
+            panels.append(np.concatenate(row, axis=1))
+    if not panels:
+        raise ValueError("`rows` hold no comeback to show.")
+    panels = panels[:max_rows] if max_rows else panels
     grid = np.concatenate(panels, axis=0)
     grid = grid.repeat(upscale, axis=0).repeat(upscale, axis=1)
-    width = grid.shape[1] // 4
-    labels = np.concatenate(
-        [_label_strip(t, width, _label_height(width)) for t in ("GT before it left", "GT comeback", "ours", "no KV")], axis=1
-    )
-    image = np.concatenate([labels, grid], axis=0)
+    titles = ["GT before it left", "GT comeback"] + [n if n != "no-KV" else "no KV" for n in names]
+    width = grid.shape[1] // len(titles)
+    labels = np.concatenate([_label_strip(t, width, _label_height(width)) for t in titles], axis=1)
+    image = np.concatenate([labels[:, : grid.shape[1]], grid], axis=0)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     PIL.Image.fromarray(image).save(path)

@@ -305,6 +305,7 @@ def memory_script(
     background_colors: Sequence[str] = BACKGROUND_COLORS,
     textures: Sequence[str] = ("plain",),
     background_change_probability: float = 0.0,
+    episodes: int = 1,
 ) -> list[dict[str, Any]]:
     """A re-entry script of the memory world: one large object is seen with its colour named, leaves the frame,
     stays away, and comes back in clip `num_clips - 1` with a prompt that names only its shape.
@@ -327,6 +328,10 @@ def memory_script(
             world's `[0.07, 0.2]`.
         shapes, object_colors, background_colors, textures (`Sequence[str]`, *optional*): What to draw from.
         background_change_probability (`float`, *optional*, defaults to 0): Per clip after the first.
+        episodes (`int`, *optional*, defaults to 1): With more than one, after the first comeback the object stays
+            in frame for 1-2 clips, leaves again, stays away and comes back again, `episodes - 1` more times (the
+            extra cycles are drawn from their own generator, so the first `num_clips` clips do not change), then the
+            `clips_after` clips follow.
 
     Returns:
         `list[dict]`: The script (validated, prompts written).
@@ -335,6 +340,8 @@ def memory_script(
         raise TypeError(f"`num_clips` must be an int, got {type(num_clips).__name__}.")
     if not isinstance(clips_after, int) or clips_after < 0:
         raise ValueError(f"`clips_after` must be an int >= 0, got {clips_after!r}.")
+    if not isinstance(episodes, int) or isinstance(episodes, bool) or episodes < 1:
+        raise ValueError(f"`episodes` must be an int >= 1, got {episodes!r}.")
     lo_away, hi_away = (int(a) for a in away_clips)
     if not 1 <= lo_away <= hi_away:
         raise ValueError(f"`away_clips` must be `(low, high)` with 1 <= low <= high, got {away_clips!r}.")
@@ -378,17 +385,26 @@ def memory_script(
     )[0]
     if clip0_visible:
         state.x, state.y = position
+    # later cycles: (exit clip, comeback clip) pairs after the first comeback
+    cycles_rng = np.random.default_rng([seed, 1])
+    exits, comebacks, end = {exit_clip}, {comeback}, comeback
+    for _ in range(episodes - 1):
+        leave = end + int(cycles_rng.integers(1, 3)) + 1
+        end = leave + int(cycles_rng.integers(lo_away, hi_away + 1)) + 1
+        exits.add(leave)
+        comebacks.add(end)
     one = np.ones(1)
     clips: list[dict[str, Any]] = []
-    for n in range(num_clips + clips_after):
+    away_clips_set = {n for e in exits for n in range(e + 1, min(c for c in comebacks if c > e))}
+    for n in range(end + 1 + clips_after):
         if n > 0 and rng.random() < background_change_probability:
             background = str(rng.choice([c for c in background_colors if c != background] or list(background_colors)))
             texture = str(rng.choice(list(textures)))
-        if n < entry_clip or exit_clip < n < comeback:
+        if n < entry_clip or n in away_clips_set:
             motion = HIDDEN_MOTION
-        elif n == comeback or (n == entry_clip and not clip0_visible):
+        elif n in comebacks or (n == entry_clip and not clip0_visible):
             motion = "enters_left" if rng.random() < 0.5 else "enters_right"
-        elif n == exit_clip:
+        elif n in exits:
             motion = "exits_left" if state.x < 0.5 else "exits_right"
         else:
             options = {"stays": 1.0}
