@@ -60,6 +60,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from diffusers.utils import logging as dlogging
 
     dlogging.set_verbosity_debug() if args.verbose else dlogging.set_verbosity_info()
+    args.debug = debug  # commands that print their own `error:` lines re-raise instead
     if debug:
         return int(args.func(args) or 0)
     try:

@@ -497,6 +497,8 @@ def run(args: argparse.Namespace) -> int:
             _verify_segments(Path(state_dir), resumed.num_clips_done)
         image, video = _load_inputs(opts)
     except ValueError as error:
+        if getattr(args, "debug", False):
+            raise
         print(f"error: {error}", file=sys.stderr)
         return 2
 
@@ -515,6 +517,8 @@ def run(args: argparse.Namespace) -> int:
             model_path, torch_dtype={"default": dtype, "vae": torch.float32}
         )
     except (OSError, ValueError) as error:
+        if getattr(args, "debug", False):
+            raise
         print(f"error: could not load a pipeline from `--model {opts.model}`: {error}", file=sys.stderr)
         return 2
 
@@ -530,6 +534,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         pipe.scheduler = TRFlowScheduler.from_config(scheduler.config, tau_low=opts.tau_low, tau_high=opts.tau_high)
     except (TypeError, ValueError) as error:
+        if getattr(args, "debug", False):
+            raise
         print(f"error: {error}", file=sys.stderr)
         return 2
     if opts.cpu_offload:
@@ -618,6 +624,8 @@ def run(args: argparse.Namespace) -> int:
             resume=resumed is not None,
         )
     except (TypeError, ValueError) as error:
+        if getattr(args, "debug", False):
+            raise
         print(f"error: {error}", file=sys.stderr)
         return 2
     if state_dir is not None:
