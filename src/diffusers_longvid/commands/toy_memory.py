@@ -33,6 +33,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--max-sequence-length", type=int, default=None, help="Default: preset.json.")
     parser.add_argument("--no-attention-probe", action="store_true", help="Skip the attention-share diagnosis.")
     parser.add_argument("--device", default="cpu", help="Device of the pipeline (e.g. cpu, cuda).")
+    parser.add_argument(
+        "--kv-cache-config",
+        default=None,
+        metavar="JSON",
+        help='CrossClipKVCacheConfig of the KV variant as JSON, e.g. \'{"history_pool": [2, 2, 2]}\' for compressed '
+        "history (default: the model's). Use its own --out folder: saved runs there are reused by settings that "
+        "do not include this option.",
+    )
     parser.set_defaults(func=run)
 
 
@@ -48,6 +56,8 @@ def _command_line(args: argparse.Namespace, config) -> str:
         parts += ["--max-sequence-length", str(config.max_sequence_length)]
     if not config.probe_attention:
         parts.append("--no-attention-probe")
+    if args.kv_cache_config is not None:
+        parts += ["--kv-cache-config", args.kv_cache_config]
     return shlex.join(parts)
 
 
@@ -88,6 +98,19 @@ def run(args: argparse.Namespace) -> int:
             fps=int(preset.get("fps", 16)),
             probe_attention=not args.no_attention_probe,
         )
+        pipe_kwargs = {}
+        if args.kv_cache_config is not None:
+            import json
+
+            from ..attention import CrossClipKVCacheConfig
+
+            try:
+                data = json.loads(args.kv_cache_config)
+            except json.JSONDecodeError as error:
+                raise ValueError(f"`--kv-cache-config` is not valid JSON: {error}") from None
+            if not isinstance(data, dict):
+                raise ValueError(f"`--kv-cache-config` must be a JSON object, got {args.kv_cache_config!r}.")
+            pipe_kwargs["kv_cache_config"] = CrossClipKVCacheConfig.from_dict(data)
     except (TypeError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -103,7 +126,7 @@ def run(args: argparse.Namespace) -> int:
     pipe.to(args.device)
     pipe.set_progress_bar_config(disable=True)
     command = _command_line(args, config)
-    report = run_memory_benchmark(pipe, args.out, config=config, command=command, model=args.model)
+    report = run_memory_benchmark(pipe, args.out, config=config, command=command, model=args.model, **pipe_kwargs)
     table = report["table"]
     for name in ("ours", "no-KV"):
         row = ", ".join(
