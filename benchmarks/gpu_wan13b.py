@@ -12,7 +12,10 @@ the weights; nothing is downloaded), in bf16 like `from_pretrained(torch_dtype=t
 The history processor is this script's own plain-torch one, not the package's: it keeps the script self-contained
 (it runs from a bare copy with only torch and diffusers) and independent of how the package's cache is built. Two
 ways of joining history and current K/V are timed: `prealloc` (the history is written once into a buffer with room
-for the current clip, whose K/V are copied into its tail at each call) and `cat` (`torch.cat` at every call).
+for the current clip, whose K/V are copied into its tail at each call) and `cat` (`torch.cat` at every call). A
+third, `compressed`, is `prealloc` with the token count of compressed history (`--history-pool`, default 2,2,2:
+`CrossClipKVCacheConfig(history_pool=(2, 2, 2))`, 4,290 tokens per history clip at 480p instead of 32,760); the
+attention cost depends on the token count only, so random K/V of that length time it.
 
 Each step is one forward per CFG branch (two with guidance, as `WanPipeline` runs them), timed with CUDA events
 after warm-up steps. The table gives ms per step, peak GiB allocated, and achieved TFLOP/s against the analytic
@@ -30,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import platform
 import statistics
 import sys
@@ -204,15 +208,17 @@ def install_history(
     branches: int,
     mode: str,
     generator: torch.Generator,
+    history_tokens: int | None = None,
 ) -> tuple[list[HistoryKVAttnProcessor], BranchSelector]:
-    """Put a `HistoryKVAttnProcessor` with random history K/V on `attn1` of each cached block."""
+    """Put a `HistoryKVAttnProcessor` with random history K/V on `attn1` of each cached block (`history_tokens` per
+    history clip, default `tokens`: fewer for compressed history, whose attention costs what its token count says)."""
     heads, head_dim = model.config.num_attention_heads, model.config.attention_head_dim
     dtype = model.blocks[0].attn1.to_k.weight.dtype
     device = model.blocks[0].attn1.to_k.weight.device
     branch = BranchSelector()
     processors = []
     for index in cached_blocks:
-        shape = (1, history_clips * tokens, heads, head_dim)
+        shape = (1, history_clips * (tokens if history_tokens is None else history_tokens), heads, head_dim)
         keys = [torch.randn(shape, generator=generator, device=device, dtype=dtype) for _ in range(branches)]
         values = [torch.randn(shape, generator=generator, device=device, dtype=dtype) for _ in range(branches)]
         processor = HistoryKVAttnProcessor(keys, values, branch, tokens, mode)
@@ -235,6 +241,7 @@ def analytic_flops_per_step(
     history_clips: int,
     num_cached_blocks: int,
     cfg: bool,
+    history_tokens: int | None = None,
 ) -> tuple[float, str]:
     """Matmul FLOPs of one denoising step (multiply-add = 2), and where the formula came from."""
     try:
@@ -247,13 +254,18 @@ def analytic_flops_per_step(
     if flops_per_step is not None:
         shape = WanShape.from_config(config, text_len=size["text_len"])
         video = VideoShape(size["height"], size["width"], size["frames"], VAE_SPATIAL, VAE_TEMPORAL)
-        flops = flops_per_step(shape, video, history_clips, num_cached_blocks, cfg=cfg).total
+        flops = flops_per_step(shape, video, history_clips, num_cached_blocks, history_tokens, cfg=cfg).total
         return flops, source
-    return _inline_flops_per_forward(config, size, history_clips, num_cached_blocks) * (2 if cfg else 1), source
+    flops = _inline_flops_per_forward(config, size, history_clips, num_cached_blocks, history_tokens)
+    return flops * (2 if cfg else 1), source
 
 
 def _inline_flops_per_forward(
-    config: dict[str, Any], size: dict[str, int], history_clips: int, num_cached_blocks: int
+    config: dict[str, Any],
+    size: dict[str, int],
+    history_clips: int,
+    num_cached_blocks: int,
+    history_tokens: int | None = None,
 ) -> float:
     # The formula of `cost_model.flops_per_forward` (the test suite checks that both agree), for a bare copy.
     p_t, p_h, p_w = config["patch_size"]
@@ -262,7 +274,8 @@ def _inline_flops_per_forward(
     d = config["num_attention_heads"] * config["attention_head_dim"]
     layers, text, patch = config["num_layers"], size["text_len"], p_t * p_h * p_w
     blocks = layers * (12 * n * d * d + 4 * text * d * d + 4 * n * d * config["ffn_dim"] + 4 * n * n * d)
-    blocks += layers * 4 * n * text * d + num_cached_blocks * 4 * n * history_clips * n * d
+    m = n if history_tokens is None else history_tokens
+    blocks += layers * 4 * n * text * d + num_cached_blocks * 4 * n * history_clips * m * d
     embeddings = 2 * n * config["in_channels"] * patch * d + 2 * (config["freq_dim"] * d + d * d) + 12 * d * d
     embeddings += 2 * text * (config["text_dim"] * d + d * d) + 2 * n * d * config["out_channels"] * patch
     return float(blocks + embeddings)
@@ -358,6 +371,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--cached-blocks", type=_parse_ints, default=None, help="Block indices (default: the latter half)."
     )
+    parser.add_argument(
+        "--history-pool",
+        default="2,2,2",
+        help="history_pool (t,h,w) of the compressed-history runs (k > 0, preallocated), or 'none' (default 2,2,2).",
+    )
     parser.add_argument("--no-cfg", action="store_true", help="One forward per step instead of two.")
     parser.add_argument("--warmup", type=int, default=2, help="Untimed steps per configuration.")
     parser.add_argument("--steps", type=int, default=5, help="Timed steps per configuration.")
@@ -400,7 +418,15 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         size["width"] // VAE_SPATIAL,
     )
     p_t, p_h, p_w = config["patch_size"]
-    tokens = (latent_shape[2] // p_t) * (latent_shape[3] // p_h) * (latent_shape[4] // p_w)
+    grid = (latent_shape[2] // p_t, latent_shape[3] // p_h, latent_shape[4] // p_w)
+    tokens = grid[0] * grid[1] * grid[2]
+    pool = None
+    if args.history_pool.strip().lower() != "none":
+        pool = _parse_ints(args.history_pool)
+        if len(pool) != 3 or any(p < 1 for p in pool):
+            raise SystemExit(f"--history-pool must be three ints >= 1 or 'none', got {args.history_pool!r}")
+    # tokens a compressed history clip keeps: ceil of each patched axis by its window (cost_model.pooled_tokens_per_clip)
+    pooled_tokens = None if pool is None else math.prod(-(-n // p) for n, p in zip(grid, pool))
 
     t0 = time.perf_counter()
     model = build_model(config, device, dtype, args.seed)
@@ -418,23 +444,32 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     runs: list[tuple[int, str]] = []
     for k in args.history_clips:
         runs += [(0, "stock")] if k == 0 else [(k, mode) for mode in modes]
+    if pooled_tokens is not None:
+        runs += [(k, "compressed") for k in args.history_clips if k > 0]
     results = []
     with torch.no_grad():
         for k, mode in runs:
             processors, branch = [], None
+            history_tokens = pooled_tokens if mode == "compressed" else None
             if k > 0:
-                processors, branch = install_history(model, cached_blocks, k, tokens, branches, mode, generator)
+                processors, branch = install_history(
+                    model, cached_blocks, k, tokens, branches, "prealloc" if mode == "compressed" else mode,
+                    generator, history_tokens,
+                )
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
                 torch.cuda.empty_cache()
                 torch.cuda.reset_peak_memory_stats(device)
             times = time_steps(model, latents, timestep, prompt_embeds, branch, args.warmup, args.steps)
-            flops, source = analytic_flops_per_step(config, size, k, len(cached_blocks), not args.no_cfg)
+            flops, source = analytic_flops_per_step(
+                config, size, k, len(cached_blocks), not args.no_cfg, history_tokens
+            )
             median_ms = statistics.median(times)
             results.append(
                 {
                     "history_clips": k,
                     "history_mode": mode,
+                    "history_tokens_per_clip": (history_tokens or tokens) if k > 0 else 0,
                     "ms_per_step": times,
                     "ms_per_step_median": median_ms,
                     "ms_per_step_min": min(times),
@@ -472,6 +507,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "size": size,
         "tokens_per_clip": tokens,
         "cached_blocks": cached_blocks,
+        "history_pool": None if pool is None else list(pool),
         "cfg_branches": branches,
         "warmup_steps": args.warmup,
         "timed_steps": args.steps,

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from diffusers_longvid.benchmarks.cost_model import VideoShape, WanShape, flops_per_step
+from diffusers_longvid.benchmarks.cost_model import VideoShape, WanShape, flops_per_step, pooled_tokens_per_clip
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -42,16 +42,22 @@ def test_tiny_cpu_run_writes_the_table_and_json(bench, tmp_path, capsys):
     assert report["cached_blocks"] == [2, 3]
     assert report["flop_source"] == "diffusers_longvid.benchmarks.cost_model"
     runs = [(r["history_clips"], r["history_mode"]) for r in report["results"]]
-    assert runs == [(0, "stock"), (5, "prealloc"), (5, "cat")]
+    assert runs == [(0, "stock"), (5, "prealloc"), (5, "cat"), (5, "compressed")]
     shape = WanShape.from_config(bench.TINY_CONFIG, text_len=16)
     video = VideoShape(64, 64, 9)
     for r in report["results"]:
         assert len(r["ms_per_step"]) == 2 and all(ms > 0 for ms in r["ms_per_step"])
         assert r["peak_gib"] is None  # CPU: no CUDA allocator statistics
-        expected = flops_per_step(shape, video, r["history_clips"], cached_blocks=2).total
+        history_tokens = r["history_tokens_per_clip"] or None
+        expected = flops_per_step(shape, video, r["history_clips"], cached_blocks=2,
+                                  history_tokens_per_clip=history_tokens).total
         assert r["analytic_tflop_per_step"] * 1e12 == pytest.approx(expected, rel=1e-12)
         assert r["achieved_tflops"] == pytest.approx(expected / (r["ms_per_step_median"] * 1e-3) / 1e12)
-    prealloc, cat = report["results"][1], report["results"][2]
+    prealloc, cat, compressed = report["results"][1], report["results"][2], report["results"][3]
+    # compressed history (default --history-pool 2,2,2 on the 3x4x4 grid): 2*2*2 tokens per clip, the cost model's
+    assert compressed["history_tokens_per_clip"] == pooled_tokens_per_clip(shape, video, (2, 2, 2)) == 8
+    assert report["history_pool"] == [2, 2, 2]
+    assert compressed["history_kv_gib"] * 1024**3 == (5 * 8 + 48) * 32 * 4 * 2 * 2 * 2
     # prealloc holds the history plus a slot for the current clip; cat the history only (fp32, 2 blocks, 2 branches).
     assert cat["history_kv_gib"] * 1024**3 == 5 * 48 * 32 * 4 * 2 * 2 * 2
     assert prealloc["history_kv_gib"] * 1024**3 == 6 * 48 * 32 * 4 * 2 * 2 * 2
