@@ -620,6 +620,15 @@ class JobRegistry:
             self._jobs[key] = job
             return job
 
+    def adopt(self, session: str | None, job: GenerationJob) -> GenerationJob:
+        """Make `job` (e.g. reopened from its folder after a page reload) the current job of `session`."""
+        with self._lock:
+            current = self._jobs.get(self.session_key(session))
+            if current is not None and current.running and current is not job:
+                raise AppInputError("Your current job is still running: stop it first.")
+            self._jobs[self.session_key(session)] = job
+            return job
+
     def current(self, session: str | None) -> GenerationJob | None:
         """The last job of `session`."""
         with self._lock:
