@@ -149,7 +149,7 @@ def test_number_helpers():
         (dict(shift=-1.0), "`shift` must be > 0"),
         (dict(shift=0.0), "`shift` must be > 0"),
         (dict(shift=float("nan")), "`shift` must be a finite"),
-        (dict(num_train_timesteps=0), "`num_train_timesteps` must be >= 1"),
+        (dict(num_train_timesteps=0), "`num_train_timesteps` must be in \\[1, 10\\*\\*7\\]"),
     ],
 )
 def test_scheduler_config_is_validated(kwargs, match):

@@ -84,7 +84,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _one_line(error: BaseException) -> str:
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    return "; ".join(lines) or type(error).__name__
+    return "; ".join(lines).replace(":; ", ": ") or type(error).__name__
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -203,8 +203,8 @@ class TRFlowScheduler(FlowMatchEulerDiscreteScheduler):
     def _validate_schedule(num_train_timesteps: int, shift: float) -> None:
         if isinstance(num_train_timesteps, bool) or not isinstance(num_train_timesteps, numbers.Integral):
             raise TypeError(f"`num_train_timesteps` must be an int >= 1, got {type(num_train_timesteps).__name__}.")
-        if num_train_timesteps < 1:
-            raise ValueError(f"`num_train_timesteps` must be >= 1, got {num_train_timesteps}.")
+        if not 1 <= num_train_timesteps <= 10**7:  # the schedule holds one float per training timestep
+            raise ValueError(f"`num_train_timesteps` must be in [1, 10**7], got {num_train_timesteps}.")
         # shift <= 0 gives sigmas outside [0, 1] (timesteps above `num_train_timesteps`) or a division by zero
         check_float("shift", shift, minimum=0.0, exclusive_minimum=True)
 

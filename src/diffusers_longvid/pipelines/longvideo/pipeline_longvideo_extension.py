@@ -46,7 +46,10 @@ if is_torch_xla_available():
 else:
     XLA_AVAILABLE = False
 
-logger = logging.get_logger(__name__)  # pylint: disable=invalid-name
+logger = logging.get_logger(__name__)
+
+# a str prompt with `num_clips` is expanded into a list: bounded, so that a typo cannot allocate gigabytes
+_MAX_CLIPS = 1_000_000  # pylint: disable=invalid-name
 
 __all__ = ["LongVideoExtensionPipeline"]
 
@@ -344,8 +347,11 @@ class LongVideoExtensionPipeline(DiffusionPipeline, WanLoraLoaderMixin):
 
         # prompts: a str (repeated `num_clips` times) or a list = one prompt per clip
         prompts: list[str] | None
-        if num_clips is not None and (not _is_int(num_clips) or num_clips < 1):
-            raise ValueError(f"`num_clips` must be a positive int, got {num_clips!r}.")
+        if num_clips is not None and (not _is_int(num_clips) or not 1 <= num_clips <= _MAX_CLIPS):
+            raise ValueError(
+                f"`num_clips` must be an int in [1, {_MAX_CLIPS}] (an iterator of prompts has no limit), got "
+                f"{num_clips!r}."
+            )
         if isinstance(prompt, str):
             prompts = [prompt] * (int(num_clips) if num_clips is not None else 1)
         elif isinstance(prompt, (list, tuple)):
@@ -490,6 +496,14 @@ class LongVideoExtensionPipeline(DiffusionPipeline, WanLoraLoaderMixin):
 
         if callback_on_step_end is not None and not callable(callback_on_step_end):
             raise TypeError("`callback_on_step_end` must be callable.")
+        if callback_on_step_end_tensor_inputs is not None and (
+            not isinstance(callback_on_step_end_tensor_inputs, (list, tuple))
+            or not all(isinstance(k, str) for k in callback_on_step_end_tensor_inputs)
+        ):
+            raise TypeError(
+                "`callback_on_step_end_tensor_inputs` must be a list of tensor names, got "
+                f"{type(callback_on_step_end_tensor_inputs).__name__}."
+            )
         if callback_on_step_end_tensor_inputs is not None and not all(
             k in self._callback_tensor_inputs for k in callback_on_step_end_tensor_inputs
         ):

@@ -170,6 +170,17 @@ def _check_manifest(manifest: dict[str, Any], path: Path) -> None:
         )
     if num_generators < 1 or num_generators != len(devices):
         raise GenerationStateError(f"{str(path)!r} is inconsistent: {num_generators} generators, {len(devices)} devices.")
+    if not all(isinstance(device, str) for device in devices):
+        raise GenerationStateError(f"{str(path)!r} is damaged: `generator_devices` must be device names.")
+    for device in devices:
+        try:
+            torch.device(device)
+        except (RuntimeError, TypeError, ValueError):
+            raise GenerationStateError(f"{str(path)!r} is damaged: {device!r} is not a device.") from None
+    if manifest["latent_offset"] < 0:
+        raise GenerationStateError(f"{str(path)!r} is damaged: `latent_offset` is negative.")
+    if not all(isinstance(p, str) for p in prompts) or not all(isinstance(c, dict) for c in clips):
+        raise GenerationStateError(f"{str(path)!r} is damaged: `prompts` must be strings and `clips` objects.")
     if carry != f"carry_{done - 1:05d}.safetensors":
         raise GenerationStateError(f"{str(path)!r} is inconsistent: `carry_file` {carry!r} is not clip {done - 1}'s.")
 
@@ -334,11 +345,17 @@ class GenerationState:
         """The cross-clip memory with its K/V read from disk (CPU tensors), for `ClipMemory.import_state`."""
         if self.memory is None:
             return None
-        clips = {
-            int(clip): _load_tensors(self._folder / name) for clip, name in self.memory["cache"]["files"].items()
-        }
-        cache = {key: value for key, value in self.memory["cache"].items() if key != "files"}
-        return {"planner": self.memory["planner"], "cache": {**cache, "clips": clips}}
+        try:
+            files = self.memory["cache"]["files"]
+            clips = {int(clip): _load_tensors(self._folder / name) for clip, name in files.items()}
+            cache = {key: value for key, value in self.memory["cache"].items() if key != "files"}
+            return {"planner": self.memory["planner"], "cache": {**cache, "clips": clips}}
+        except (KeyError, TypeError, ValueError, AttributeError) as error:
+            if isinstance(error, GenerationStateError):
+                raise
+            raise GenerationStateError(
+                f"The `memory` of the generation state in {str(self.state_dir)!r} is damaged ({error!r})."
+            ) from None
 
     @property
     def _folder(self) -> Path:
