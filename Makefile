@@ -9,7 +9,7 @@ STAMP := $(VENV)/.longvid-installed
 DEMO_OUT ?= demo_output
 PYTEST_WORKERS ?= 2
 
-.PHONY: demo test venv clean bench
+.PHONY: demo test venv clean bench fuzz
 
 venv: $(STAMP)
 
@@ -28,6 +28,12 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q -n $(PYTEST_WORKERS) --dist loadgroup tests
+
+# Property-based fuzzing (11,900 hypothesis cases) and 20 kill -9 / --resume cycles of `longvid generate`
+# (docs/reliability.md); `make test` runs the same properties with 50 cases each.
+fuzz: $(STAMP)
+	HF_HUB_OFFLINE=1 LONGVID_FUZZ=1 LONGVID_FUZZ_KILLS=20 $(PY) -m pytest -q -n 0 --hypothesis-show-statistics \
+		tests/test_fuzz.py tests/test_kill_resume.py
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache
