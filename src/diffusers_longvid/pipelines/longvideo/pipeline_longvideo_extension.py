@@ -46,10 +46,10 @@ if is_torch_xla_available():
 else:
     XLA_AVAILABLE = False
 
-logger = logging.get_logger(__name__)
+logger = logging.get_logger(__name__)  # pylint: disable=invalid-name
 
 # a str prompt with `num_clips` is expanded into a list: bounded, so that a typo cannot allocate gigabytes
-_MAX_CLIPS = 1_000_000  # pylint: disable=invalid-name
+_MAX_CLIPS = 1_000_000
 
 __all__ = ["LongVideoExtensionPipeline"]
 
