@@ -425,7 +425,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         pool = _parse_ints(args.history_pool)
         if len(pool) != 3 or any(p < 1 for p in pool):
             raise SystemExit(f"--history-pool must be three ints >= 1 or 'none', got {args.history_pool!r}")
-    # tokens a compressed history clip keeps: ceil of each patched axis by its window (cost_model.pooled_tokens_per_clip)
+    # tokens a compressed history clip keeps (`cost_model.pooled_tokens_per_clip`)
     pooled_tokens = None if pool is None else math.prod(-(-n // p) for n, p in zip(grid, pool))
 
     t0 = time.perf_counter()

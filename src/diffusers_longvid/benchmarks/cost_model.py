@@ -42,11 +42,13 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 __all__ = [
+    "COMPRESSED_HISTORY_OPTIONS",
     "ClipCost",
     "FlopBreakdown",
     "KVCacheBytes",
     "VideoShape",
     "WanShape",
+    "compressed_history_table",
     "cost_table",
     "flop_breakdown_table",
     "flops_per_clip",
@@ -55,6 +57,7 @@ __all__ = [
     "kv_bytes_per_history_clip",
     "lower_bound_time_per_clip",
     "markdown_table",
+    "pooled_tokens_per_clip",
     "predicted_history_overhead_ratio",
     "recording_forward_flops",
     "tokens_per_clip",
@@ -268,6 +271,32 @@ def tokens_per_clip(shape: WanShape, video: VideoShape) -> int:
             f"{shape.patch_size}."
         )
     return math.prod(size // p for size, p in zip(latent, shape.patch_size))
+
+
+def pooled_tokens_per_clip(shape: WanShape, video: VideoShape, history_pool: Sequence[int] = (1, 1, 1)) -> int:
+    r"""
+    Tokens `M` a history clip keeps with compressed history (`CrossClipKVCacheConfig(history_pool=(t, h, w))`):
+    `ceil(F/t) · ceil(H/h) · ceil(W/w)` over the patched grid `(F, H, W)` of `tokens_per_clip` (partial windows at the
+    edges are kept). Pass it as `history_tokens_per_clip` to the other functions.
+
+    For Wan2.1 at 832x480 and 81 frames (grid 21 × 30 × 52) and `(2, 2, 2)`: 11 · 15 · 26 = 4290.
+
+    Args:
+        shape (`WanShape`), video (`VideoShape`): The transformer and the clip.
+        history_pool (`Sequence[int]`, *optional*, defaults to `(1, 1, 1)`): Window in patched tokens `(t, h, w)`.
+    """
+    pool = tuple(history_pool)
+    if len(pool) != 3:
+        raise ValueError(f"`history_pool` must be three positive integers `(t, h, w)`, got {history_pool!r}.")
+    for p in pool:
+        _check_positive_int("history_pool", p)
+    tokens_per_clip(shape, video)  # validates divisibility by the patch
+    grid = (
+        video.latent_frames // shape.patch_size[0],
+        video.latent_height // shape.patch_size[1],
+        video.latent_width // shape.patch_size[2],
+    )
+    return math.prod(-(-size // p) for size, p in zip(grid, pool))
 
 
 def _num_cached_blocks(shape: WanShape, cached_blocks: int | Sequence[int] | None) -> int:
@@ -703,6 +732,59 @@ def flop_breakdown_table(
     ]
 
 
+# The compressed-history options tabulated by `--markdown` (history_pool, cached blocks or None for the default).
+COMPRESSED_HISTORY_OPTIONS: tuple[tuple[tuple[int, int, int], int | None], ...] = (
+    ((1, 1, 1), None),
+    ((1, 2, 2), None),
+    ((2, 2, 2), None),
+    ((1, 4, 4), None),
+    ((4, 2, 2), None),
+    ((1, 2, 2), 8),
+)
+
+
+def compressed_history_table(
+    shape: WanShape,
+    video: VideoShape,
+    steps: int = 50,
+    history_clips: int = 5,
+    options: Sequence[tuple[Sequence[int], int | None]] = COMPRESSED_HISTORY_OPTIONS,
+    cfg: bool = True,
+    peak_tflops: float = H200_PEAK_TFLOPS,
+    bandwidth_tbps: float = H200_BANDWIDTH_TBPS,
+    dtype_bytes: int = 2,
+) -> list[dict[str, Any]]:
+    r"""
+    One row per compressed-history option `(history_pool, cached_blocks)`: tokens kept per history clip, K/V held by
+    `history_clips` clips, and the cost per clip relative to plain chaining (FLOP ratio, recording forward included).
+
+    `cached_blocks=None` is the latter half (the default); an int `c` caches the last `c` blocks.
+    """
+    rows = []
+    plain = lower_bound_time_per_clip(
+        shape, video, steps, cfg, 0, peak_tflops, bandwidth_tbps, dtype_bytes, recording_forward=False
+    )
+    for pool, blocks in options:
+        m = pooled_tokens_per_clip(shape, video, pool)
+        clip = lower_bound_time_per_clip(
+            shape, video, steps, cfg, history_clips, peak_tflops, bandwidth_tbps, dtype_bytes, blocks, m
+        )
+        ratio = clip.flops.total / plain.flops.total
+        gib = clip.kv_bytes_held / _GIB
+        rows.append(
+            {
+                "history_pool (t, h, w)": "dense" if tuple(pool) == (1, 1, 1) else str(tuple(pool)),
+                "cached blocks": len(shape.default_cached_blocks) if blocks is None else blocks,
+                "tokens / history clip": m,
+                "K/V held (GiB)": gib,
+                "lower bound s / clip": clip.seconds,
+                "× plain chaining": ratio,
+                "meets ≤ 1.3× and ≤ 6 GiB": "yes" if ratio <= 1.3 and gib <= 6 else "no",
+            }
+        )
+    return rows
+
+
 def _format_cell(value: Any) -> str:
     if not isinstance(value, float):
         return str(value)
@@ -770,6 +852,13 @@ def _markdown_report(args: argparse.Namespace) -> str:
             "",
             markdown_table(cost_table(shape, video, trflow, (0, args.history_clips), **common)),
         ]
+    out += [
+        "",
+        f"**Compressed history** (`CrossClipKVCacheConfig(history_pool=(t, h, w))`, k = {args.history_clips}, "
+        f"{args.steps} steps, CFG, recording forward included; target ≤ 1.3× plain chaining and ≤ 6 GiB):",
+        "",
+        markdown_table(compressed_history_table(shape, video, args.steps, args.history_clips, **common)),
+    ]
     ratio = predicted_history_overhead_ratio(shape, video, args.history_clips)
     ratio_clip = predicted_history_overhead_ratio(shape, video, args.history_clips, steps=args.steps)
     out += [

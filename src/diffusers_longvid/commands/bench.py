@@ -40,10 +40,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--model",
         default="tiny",
-        help="`tiny` (random: 4 layers, 4 heads x 32, ffn 256, 36 input channels), `toy` (the toy preset) or a "
-        "local pipeline folder.",
+        help="`tiny` (random: 4 layers, 4 heads x 32, ffn 256, 36 input channels), `attention` (random: 2 layers, 4 "
+        "heads x 64, ffn 512, patch 1x1x1: attention FLOPs dominate; use --height 128 --width 128), `toy` (the toy "
+        "preset) or a local pipeline folder.",
     )
     parser.add_argument("--num-clips", type=int, default=30, help="Clips per long-video run (>= 2).")
+    parser.add_argument(
+        "--history-pool",
+        type=lambda text: tuple(int(v) for v in text.split(",")),
+        default=(2, 2, 2),
+        help="`history_pool` (t,h,w) of `ours_compressed` (default 2,2,2).",
+    )
+    parser.add_argument(
+        "--constant-cost-tolerance", type=float, default=1.15, help="Target of the constant-cost checks."
+    )
+    parser.add_argument(
+        "--prediction-tolerance", type=float, default=0.15,
+        help="Allowed relative gap between measured and predicted ratios over plain chaining.",
+    )
     parser.add_argument("--height", type=int, default=64)
     parser.add_argument("--width", type=int, default=64)
     parser.add_argument("--num-frames", type=int, default=33, help="Frames per clip (4k+1).")
@@ -138,6 +152,9 @@ def run(args: argparse.Namespace) -> int:
             device=args.device,
             dtype=args.dtype,
             num_threads=args.threads,
+            history_pool=args.history_pool,
+            constant_cost_tolerance=args.constant_cost_tolerance,
+            prediction_tolerance=args.prediction_tolerance,
         )
         if args.repeats < 1:
             raise ValueError(f"`--repeats` must be >= 1, got {args.repeats}.")
@@ -148,8 +165,10 @@ def run(args: argparse.Namespace) -> int:
                 get_preset_path("toy")
             except FileNotFoundError as error:
                 raise ValueError(f"`--model toy`: {error}") from error
-        elif args.model != "tiny" and not (Path(args.model) / "model_index.json").is_file():
-            raise ValueError(f"`--model` must be 'tiny', 'toy' or a local pipeline folder, got {args.model!r}.")
+        elif args.model not in ("tiny", "attention") and not (Path(args.model) / "model_index.json").is_file():
+            raise ValueError(
+                f"`--model` must be 'tiny', 'attention', 'toy' or a local pipeline folder, got {args.model!r}."
+            )
     except (ValueError, TypeError) as error:
         print(f"longvid bench: error: {error}", file=sys.stderr)
         return 2
@@ -174,6 +193,11 @@ def run(args: argparse.Namespace) -> int:
                 status = {True: "PASS", False: "FAIL", None: "N/A "}[check["passed"]]  # N/A: too few clips
                 print(f"{status}  {name}: {check['value']} (target {check['target']})")
                 failed |= check["passed"] is False
+        for name, row in checks.get("prediction_agreement", {}).get("runs", {}).items():
+            print(
+                f"{name} / no cache: measured {row['measured_transformer']:.3f}x transformer, predicted "
+                f"{row['predicted_flop_ratio']:.3f}x (FLOPs), gap {row['relative_gap']:+.3f}"
+            )
         overhead = checks.get("ours_overhead_vs_prediction")
         if overhead and overhead["measured_clip"] is not None:  # needs the `no_cache` run
             print(
