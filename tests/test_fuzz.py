@@ -218,7 +218,11 @@ def test_scheduler_config_is_validated_and_schedules_stay_in_range(
     except Exception as error:  # noqa: BLE001
         expect_named_error(error, *config)
         return
-    scheduler.set_timesteps(steps)
+    try:
+        scheduler.set_timesteps(steps)
+    except ValueError as error:  # a valid but extreme shift can leave no step in the window: said so, naming it
+        assert "window" in str(error) and "tau_low" in str(error)
+        return
     timesteps = scheduler.timesteps
     total = scheduler.config.num_train_timesteps
     assert torch.isfinite(timesteps).all() and timesteps.min() >= 0 and timesteps.max() <= total

@@ -296,6 +296,8 @@ def _frame_list(
         _same_size(images, name)
         return images
     if all(isinstance(f, np.ndarray) for f in frames):
+        if len({f.dtype for f in frames}) > 1:  # a uint8 frame beside a float frame: which rule would apply?
+            raise ValueError(f"`{name}` as a list of arrays must hold frames of one dtype.")
         shapes = {f.shape for f in frames}
         if len(shapes) > 1 or frames[0].ndim not in (2, 3):
             raise ValueError(
@@ -305,6 +307,8 @@ def _frame_list(
         stacked = np.stack([f if f.ndim == 3 else f[..., None] for f in frames])
         return validate_video(stacked, name)
     if all(isinstance(f, torch.Tensor) for f in frames):
+        if len({f.dtype for f in frames}) > 1:
+            raise ValueError(f"`{name}` as a list of tensors must hold frames of one dtype.")
         shapes = {tuple(f.shape) for f in frames}
         if len(shapes) > 1 or frames[0].ndim not in (2, 3):
             raise ValueError(

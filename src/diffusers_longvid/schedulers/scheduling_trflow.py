@@ -206,7 +206,8 @@ class TRFlowScheduler(FlowMatchEulerDiscreteScheduler):
         if not 1 <= num_train_timesteps <= 10**7:  # the schedule holds one float per training timestep
             raise ValueError(f"`num_train_timesteps` must be in [1, 10**7], got {num_train_timesteps}.")
         # shift <= 0 gives sigmas outside [0, 1] (timesteps above `num_train_timesteps`) or a division by zero
-        check_float("shift", shift, minimum=0.0, exclusive_minimum=True)
+        # and a huge shift overflows float32 in the shifted sigmas (NaN)
+        check_float("shift", shift, minimum=0.0, maximum=1e4, exclusive_minimum=True)
 
     def _check_window_options(self) -> None:
         if not self.is_full_window and (self.config.invert_sigmas or self.config.stochastic_sampling):
