@@ -1,7 +1,8 @@
 """End to end: `longvid app` on the toy preset in a real headless Chromium (Debian's chromium + chromium-driver).
 
-It uploads a 3-clip toy script, edits it (add and remove a clip), generates, sees the clips arrive one by one,
-stops, resumes, checks the page's video plays, downloads the mp4 and its sidecar, and takes a screenshot
+It uploads a 3-clip toy script, edits it (adds and removes a clip), gets a message for a bad height, generates, sees
+the clips arrive one by one, stops, resumes (a second tab, another session, presses Stop: the first job goes on),
+checks the page's video plays, downloads the mp4 and its sidecar, and takes a screenshot
 (`LONGVID_APP_SCREENSHOT=docs/images/app.png` keeps it). Runs with `make test-app` (`LONGVID_BROWSER_TESTS=1`); it is
 skipped, saying why, only where Chromium, chromedriver or selenium cannot be found.
 """
@@ -133,6 +134,13 @@ def test_write_generate_stop_resume_download_in_chromium(browser, app_url, tmp_p
     _PAGE.update(driver=driver, shot=tmp_path / "timeout.png")
     driver.get(app_url)
     _wait(lambda: driver.find_elements("css selector", "#script [role=grid]"), 60, "the page")
+    # a second user: another tab is another session
+    first_tab = driver.current_window_handle
+    driver.switch_to.new_window("tab")
+    driver.get(app_url)
+    _wait(lambda: driver.find_elements("css selector", "#stop"), 60, "the second page")
+    second_tab = driver.current_window_handle
+    driver.switch_to.window(first_tab)
 
     # 1. write a 3-clip toy script (with a comeback) and load it into the editor
     script = random_script(3, seed=3)
@@ -156,6 +164,14 @@ def test_write_generate_stop_resume_download_in_chromium(browser, app_url, tmp_p
     assert driver.find_element("css selector", "#height input").get_attribute("value") == "64"
     _set_number(driver, "steps", 4)
 
+    # 4a. bad input is a message in the page, not a traceback
+    _set_number(driver, "height", 20)
+    _click(driver, "generate")
+    _wait(lambda: "cannot take these settings" in _status(driver), 60, "the message about the height")
+    assert "must be divisible" in _status(driver) and "Traceback" not in driver.page_source
+    time.sleep(0.5)  # the failed event ends (a click while it is pending would be ignored: trigger_mode "once")
+    _set_number(driver, "height", 64)
+
     # 4. generate; the clips must arrive one by one; stop after the first
     _click(driver, "generate")
     seen: list[tuple[float, int]] = []
@@ -174,8 +190,13 @@ def test_write_generate_stop_resume_download_in_chromium(browser, app_url, tmp_p
     assert stopped["clips"] == stopped["done"]
     assert "Resume" in _status(driver)
 
-    # 5. resume: the remaining clips, again one by one
+    # 5. resume: the remaining clips, again one by one; the second user's Stop does not touch this job
     _click(driver, "resume")
+    _wait(lambda: _progress(driver)["status"] == "running", 30, "the resumed job")
+    driver.switch_to.window(second_tab)
+    _click(driver, "stop")
+    _wait(lambda: "Nothing is running in this session" in _status(driver), 30, "the second user's Stop")
+    driver.switch_to.window(first_tab)
 
     def all_clips():
         p = _progress(driver)
@@ -186,7 +207,7 @@ def test_write_generate_stop_resume_download_in_chromium(browser, app_url, tmp_p
     _wait(all_clips, 180, "all 3 clips", interval=0.05)
     counts = [count for _, count in seen]
     assert [c for c in counts if c > 0] == [1, 2, 3] or [c for c in counts if c > 0] == [1, 2, 2, 3], counts
-    assert "Finished all 3 clips" in _status(driver)
+    assert "Finished all 3 clips" in _status(driver)  # the second user's Stop stopped nothing here
     # the memory: clip 2 attended earlier clips
     plan = driver.find_element("css selector", "#kv-plan").text
     assert "K/V stored" in plan and driver.find_elements("css selector", "#kv-chart img")

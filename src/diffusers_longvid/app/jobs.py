@@ -611,6 +611,7 @@ class JobRegistry:
     def new_job(self, session: str | None, model: str, script: EditedScript, settings: JobSettings) -> GenerationJob:
         """A new job of `session` (its previous job, if any, is kept on disk); refused while one is running."""
         key = self.session_key(session)
+        self._settle(self.current(session))
         with self._lock:
             current = self._jobs.get(key)
             if current is not None and current.running:
@@ -620,8 +621,15 @@ class JobRegistry:
             self._jobs[key] = job
             return job
 
+    @staticmethod
+    def _settle(job: GenerationJob | None, timeout: float = 30.0) -> None:
+        """Let a job that was asked to stop finish stopping (it ends at its next denoising step)."""
+        if job is not None and job.running and job.stop_requested:
+            job.join(timeout)
+
     def adopt(self, session: str | None, job: GenerationJob) -> GenerationJob:
         """Make `job` (e.g. reopened from its folder after a page reload) the current job of `session`."""
+        self._settle(self.current(session))
         with self._lock:
             current = self._jobs.get(self.session_key(session))
             if current is not None and current.running and current is not job:

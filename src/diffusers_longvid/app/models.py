@@ -140,12 +140,23 @@ class PipelineCache:
         with self._lock:
             if self._loaded is not None and self._loaded.path == path:
                 return self._loaded
-            loaded = self._load(model, path)
             if self._loaded is not None:
-                with self._loaded.lock:  # never drop a model a job is generating with
+                # never drop a model a job is generating with, and drop it before loading the next (GPU memory)
+                with self._loaded.lock:
                     self._loaded = None
-            self._loaded = loaded
-            return loaded
+                self._free_memory()
+            self._loaded = self._load(model, path)
+            return self._loaded
+
+    @staticmethod
+    def _free_memory() -> None:
+        import gc
+
+        import torch
+
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
 
     def put(self, loaded: LoadedModel) -> None:
         """Use an already loaded pipeline (e.g. one a test prepared) for `loaded.path`."""

@@ -140,7 +140,8 @@ class AppContext:
     def settings_from(self, values: dict[str, Any]) -> JobSettings:
         return JobSettings.from_values(**values)
 
-    def _job_for_resume(self, session: str | None, folder: str | None) -> GenerationJob:
+    def job_for_resume(self, session: str | None, folder: str | None) -> GenerationJob:
+        """The job Resume continues: the session's current job, or the job saved in `folder` (under the jobs root)."""
         job = self.jobs.current(session)
         if job is not None and (not folder or Path(folder) == job.folder):
             return job
@@ -365,16 +366,23 @@ def build_app(
             )
 
         def stream(job: GenerationJob, **start_kwargs) -> Iterator[tuple]:
-            thread = job.start(ctx.models, **start_kwargs)
+            try:
+                thread = job.start(ctx.models, **start_kwargs)
+            except AppInputError as error:
+                yield skip_outputs(str(error))
+                return
             version = -1
             try:
                 while True:
-                    alive = thread.is_alive()
                     progress = job.wait(version, timeout=0.5)
                     if progress.version != version:
                         version = progress.version
                         yield render(progress)
-                    if not alive:
+                    if not thread.is_alive():
+                        # end the event at once: a click on Generate while it is still pending would be ignored
+                        final = job.snapshot()
+                        if final.version != version:
+                            yield render(final)
                         break
             except GeneratorExit:  # the page went away: stop, keeping what is finished (Resume continues)
                 job.stop()
@@ -398,7 +406,9 @@ def build_app(
 
         def resume(folder, request: gr.Request):
             try:
-                job = ctx._job_for_resume(request.session_hash, folder)
+                job = ctx.job_for_resume(request.session_hash, folder)
+                if job.running and job.stop_requested:
+                    job.join(30)  # a stopped job ends at its next denoising step
                 if job.running:
                     raise AppInputError("This job is running: stop it before resuming.")
             except AppInputError as error:
