@@ -7,7 +7,6 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
 from diffusers_longvid import LongVideoExtensionPipeline
 from diffusers_longvid.app.charts import kv_plan_chart, kv_plan_markdown, kv_plan_matrix

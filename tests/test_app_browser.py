@@ -12,7 +12,6 @@ import os
 import shutil
 import socket
 import time
-from pathlib import Path
 
 import pytest
 

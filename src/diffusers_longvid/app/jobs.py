@@ -441,7 +441,9 @@ class GenerationJob:
                 resumes: list[int] = []
                 if resume:
                     self._load_finished()
-                    previous = json.loads(self.sidecar_path.read_text(encoding="utf-8")) if self.sidecar_path.is_file() else {}
+                    previous = {}
+                    if self.sidecar_path.is_file():
+                        previous = json.loads(self.sidecar_path.read_text(encoding="utf-8"))
                     resumes = list(previous.get("resumed_at_clips") or []) + [len(self._progress.clips)]
                     if len(self._progress.clips) >= num_clips:
                         self._update(status="finished", message=f"All {num_clips} clips are done: nothing to resume.")
@@ -499,7 +501,9 @@ class GenerationJob:
                 record["total_seconds"] = time.perf_counter() - start
                 self._write_json(self.sidecar_path, record)
                 self._update(
-                    status="finished", current_clip=None, message=f"Finished all {num_clips} clips ({self.video_path.name})."
+                    status="finished",
+                    current_clip=None,
+                    message=f"Finished all {num_clips} clips ({self.video_path.name}).",
                 )
         except AppInputError as error:
             self._update(status="failed", current_clip=None, message=str(error))

@@ -173,7 +173,9 @@ def _toy_clips(rows: list[list[str]]) -> list[dict[str, Any]] | None:
         try:
             clip = json.loads(row[_TOY])
         except json.JSONDecodeError as error:
-            raise AppInputError(f"The toy clip of clip {row[0]} is not valid JSON: {error.msg} (column {error.colno}).")
+            raise AppInputError(
+                f"The toy clip of clip {row[0]} is not valid JSON: {error.msg} (column {error.colno})."
+            ) from error
         if not isinstance(clip, dict):
             raise AppInputError(f"The toy clip of clip {row[0]} must be a JSON object, got {type(clip).__name__}.")
         clip = dict(clip)

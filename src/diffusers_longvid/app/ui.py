@@ -467,7 +467,8 @@ def launch_app(
     Returns:
         `gradio.Blocks`: The launched page.
     """
-    blocks = build_app(model=model, jobs_dir=jobs_dir, max_clips=max_clips, models=models or PipelineCache(device=device))
+    models = models or PipelineCache(device=device)
+    blocks = build_app(model=model, jobs_dir=jobs_dir, max_clips=max_clips, models=models)
     ctx: AppContext = blocks.longvid_context
     blocks.queue(default_concurrency_limit=1)
     blocks.launch(
