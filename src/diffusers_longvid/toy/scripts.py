@@ -154,6 +154,17 @@ def _pick(rng: np.random.Generator, options: dict[str, float]) -> str:
     return names[int(rng.choice(len(names), p=weights / weights.sum()))]
 
 
+def _moves_with_room(state: Any, weight: float) -> dict[str, float]:
+    """`moves_*` motions with room for at least half their distance, each with `weight` (dict order kept)."""
+    rooms = (
+        ("moves_left", state.x - state.size),
+        ("moves_right", 1 - state.size - state.x),
+        ("moves_up", state.y - state.size),
+        ("moves_down", 1 - state.size - state.y),
+    )
+    return {name: weight for name, room in rooms if room >= 0.5 * MOVE_DISTANCE}
+
+
 def _start_positions(rng: np.random.Generator, count: int, sizes: np.ndarray) -> list[list[float]]:
     """Start positions that do not overlap when possible (a few rejection-sampling tries)."""
     positions: list[np.ndarray] = []
@@ -260,15 +271,7 @@ def random_script(
                 if i == force_exit_index or (can_exit and rng.random() < exit_probability):
                     motion = "exits_left" if state.x < 0.5 else "exits_right"
                 else:
-                    options = {"stays": 1.0, "bounces": 1.5}
-                    for name, room in (
-                        ("moves_left", state.x - state.size),
-                        ("moves_right", 1 - state.size - state.x),
-                        ("moves_up", state.y - state.size),
-                        ("moves_down", 1 - state.size - state.y),
-                    ):
-                        if room >= 0.5 * MOVE_DISTANCE:
-                            options[name] = 1.0
+                    options = {"stays": 1.0, "bounces": 1.5, **_moves_with_room(state, 1.0)}
                     if state.size * 1.2 <= MAX_SIZE:
                         options["grows"] = 0.5
                     if state.size / 1.2 >= MIN_SIZE:
@@ -407,16 +410,7 @@ def memory_script(
         elif n in exits:
             motion = "exits_left" if state.x < 0.5 else "exits_right"
         else:
-            options = {"stays": 1.0}
-            for name, room in (
-                ("moves_left", state.x - state.size),
-                ("moves_right", 1 - state.size - state.x),
-                ("moves_up", state.y - state.size),
-                ("moves_down", 1 - state.size - state.y),
-            ):
-                if room >= 0.5 * MOVE_DISTANCE:
-                    options[name] = 0.5
-            motion = _pick(rng, options)
+            motion = _pick(rng, {"stays": 1.0, **_moves_with_room(state, 0.5)})
         entry: dict[str, Any] = {"shape": shape, "color": color, "visible": motion != HIDDEN_MOTION, "motion": motion}
         if n == 0:
             entry.update(position=position, size=size)
