@@ -64,7 +64,7 @@ _LAZY_IMPORTS: dict[str, str] = {
     "select_top_k": "selection.selectors",
     "offline_minilm_path": "selection.selectors",
     # evaluation
-    "average_frequency": "evaluation.frequency",
+    "average_frequency": "frequency",
     "evaluate_video": "evaluation.evaluate",
     "EvalResult": "evaluation.evaluate",
     "EvalSuiteResult": "evaluation.evaluate",

@@ -235,7 +235,7 @@ def decode_estimates(pipe: Any, estimates: Sequence[TRFlowStepEstimate], output_
 
 def _uint8_frames(video: Any, video_index: int) -> np.ndarray:
     """One video of a decoded output as `(F, H, W, 3)` uint8; floats are read as `[0, 1]`."""
-    from .evaluation.frequency import _to_bfchw, _to_tensor, infer_video_layout
+    from .frequency import _to_bfchw, _to_tensor, infer_video_layout
 
     tensor, is_torch = _to_tensor(video)
     layout = infer_video_layout(tensor.shape, channel_first=is_torch)

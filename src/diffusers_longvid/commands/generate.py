@@ -204,17 +204,6 @@ def _read_prompts(args: argparse.Namespace) -> list[str]:
     return [args.prompt] * num_clips
 
 
-def _resolve_model(model: str) -> str:
-    if model != "toy":
-        return model
-    from ..presets import get_preset_path
-
-    try:
-        return get_preset_path("toy")
-    except FileNotFoundError as error:
-        raise ValueError(f"`--model toy`: {error}") from error
-
-
 # * options left out take the model folder's `preset.json` value (the built-in `toy` preset has one), else these
 _GENERATION_DEFAULTS: dict[str, Any] = {
     "height": 480,
@@ -482,7 +471,9 @@ def run(args: argparse.Namespace) -> int:
             state_dir, job = args.state_dir, _new_job(args)
         opts = argparse.Namespace(**job["args"])
         prompts = job["prompts"]
-        model_path = _resolve_model(opts.model)
+        from ..presets import resolve_model
+
+        model_path = resolve_model(opts.model)
         _apply_model_defaults(opts, model_path)
         _check_options(opts)
         device = _resolve_device(opts.device)

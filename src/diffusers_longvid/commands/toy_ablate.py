@@ -131,15 +131,13 @@ def run(args: argparse.Namespace) -> int:
     from ..pipelines.longvideo.pipeline_longvideo_extension import LongVideoExtensionPipeline
     from ..schedulers.scheduling_trflow import TRFlowScheduler
 
-    model_path = args.model
-    if args.model == "toy":
-        from ..presets import get_preset_path
+    from ..presets import resolve_model
 
-        try:
-            model_path = get_preset_path("toy")
-        except FileNotFoundError as error:
-            print(f"error: `--model toy`: {error}", file=sys.stderr)
-            return 2
+    try:
+        model_path = resolve_model(args.model)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     print(f"Loading {model_path} ...")
     try:
         pipe = LongVideoExtensionPipeline.from_pretrained(model_path)

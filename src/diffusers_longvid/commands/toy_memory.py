@@ -65,19 +65,17 @@ def run(args: argparse.Namespace) -> int:
     from ..toy.memory import MemoryBenchmarkConfig, run_memory_benchmark
     from ..toy.preset import load_preset_settings
 
-    model_path = args.model
-    if args.model == "toy":
-        from ..presets import get_preset_path
+    from ..presets import resolve_model
 
-        try:
-            model_path = get_preset_path("toy")
-        except FileNotFoundError as error:
-            print(f"error: `--model toy`: {error}", file=sys.stderr)
-            return 2
+    try:
+        model_path = resolve_model(args.model)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     if not Path(model_path).is_dir() and Path(model_path).exists():
         print(f"error: `--model {args.model}` is a file, not a pipeline folder.", file=sys.stderr)
         return 2
-    preset = load_preset_settings(model_path) if Path(model_path).is_dir() else load_preset_settings("/nonexistent")
+    preset = load_preset_settings(model_path)  # the defaults when the folder (or a Hub id) has no preset.json
 
     def pick(value, key):
         return preset[key] if value is None else value

@@ -328,7 +328,7 @@ def _score_window(
                 totals.add_clip(dimension, value)
             scores[dimension] = mean_or_none(per_clip[dimension])
     if compute_af:
-        from .frequency import average_frequency
+        from ..frequency import average_frequency
 
         values = np.asarray(average_frequency(frames, layout="FHWC", reduction="frame"))[0]
         totals.add_frames(AVERAGE_FREQUENCY, values)

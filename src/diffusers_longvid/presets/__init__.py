@@ -23,3 +23,17 @@ def get_preset_path(name: str = "toy") -> str:
             f"The {name!r} preset is not present at {path}. It is produced by `examples/toy/train_toy.sh`."
         )
     return str(path)
+
+
+def resolve_model(model: str, option: str = "--model") -> str:
+    """`model` itself (a pipeline folder or Hub id), or the folder of the built-in preset it names (`"toy"`).
+
+    Raises:
+        `ValueError`: naming `option`, when the named preset is not present.
+    """
+    if model not in _KNOWN_PRESETS:
+        return model
+    try:
+        return get_preset_path(model)
+    except FileNotFoundError as error:
+        raise ValueError(f"`{option} {model}`: {error}") from error

@@ -191,7 +191,7 @@ def calibrate_tau_low(
 
     The model runs once per (prompt, seed) over the full schedule; every candidate window is then an ensemble of the
     stored per-step estimates, decoded by the VAE and measured with
-    [`~diffusers_longvid.evaluation.frequency.average_frequency`] (mean over frames, videos and (prompt, seed) pairs).
+    [`~diffusers_longvid.frequency.average_frequency`] (mean over frames, videos and (prompt, seed) pairs).
     The search ([`search_matching_value`]) bisects when the ends of `search` bracket the target, else scans a grid
     and bisects in a sign change; it returns the best evaluated candidate even when no candidate is within `tol`
     (then `converged=False` and `trace` shows what was reachable).
@@ -221,7 +221,7 @@ def calibrate_tau_low(
         [`TRFlowCalibrationResult`].
     """
     from ..decomposition import decode_latents, decompose_trajectory, ensemble_estimates, window_weights
-    from ..evaluation.frequency import average_frequency
+    from ..frequency import average_frequency
 
     prompts, seeds, (low, high) = _validate(prompts, seeds, tau_high, search, tol, max_iter, grid_size)
     reserved = [k for k in _RESERVED_PIPE_KWARGS if k in pipe_kwargs]

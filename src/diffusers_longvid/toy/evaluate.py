@@ -270,7 +270,7 @@ def _frame_statistics(
     generated colours (NaN where the object is not measured)."""
     from tqdm.auto import tqdm
 
-    from ..evaluation.frequency import average_frequency
+    from ..frequency import average_frequency
 
     total, size = gt.num_frames, gt.frames.shape[1]
     num_objects = len(gt.object_colors)

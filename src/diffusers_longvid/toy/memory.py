@@ -475,7 +475,6 @@ def _summarise(config: MemoryBenchmarkConfig, per_seed: dict[int, dict[str, Any]
         block: {part: float(np.mean(values)) for part, values in parts.items()}
         for block, parts in sorted(attention.items(), key=lambda item: int(item[0]))
     }
-    # the comeback's colour when it was right / wrong, by attention on the object's clips
     return {
         "version": RESULTS_VERSION,
         "config": config.to_dict(),
