@@ -313,16 +313,30 @@ def test_two_sessions_get_their_own_jobs_and_one_stopping_loses_nothing(models, 
 
 def test_progress_snapshots_and_wait(models, tiny_model, tmp_path):
     job = GenerationJob(tmp_path / "watch", tiny_model, EditedScript(PROMPTS[:2]), JobSettings.from_values(**TINY))
-    seen = []
+    published = []  # every update the job makes, in order (a poller may legitimately skip some)
+    update = job._update
+
+    def recording_update(**changes):
+        update(**changes)
+        progress = job.snapshot()
+        published.append((len(progress.clips), progress.step, progress.num_steps))
+
+    job._update = recording_update
+    watched = []
     thread = job.start(models)
     version = -1
     while thread.is_alive() or job.snapshot().version > version:
         progress = job.wait(version, timeout=0.2)
+        assert progress.version >= version  # wait never goes back in time
         version = progress.version
-        seen.append((len(progress.clips), progress.step, progress.num_steps))
+        watched.append((len(progress.clips), progress.step, progress.num_steps))
     assert job.snapshot().status == "finished"
-    assert (0, 1, 2) in seen and (1, 0, 2) in seen  # a step of clip 0 was reported, then clip 0 done
-    assert [c for c, *_ in seen] == sorted(c for c, *_ in seen)  # clips only ever arrive
+    # a step of clip 0 was reported, then clip 0 done, then a step of clip 1
+    assert (0, 1, 2) in published and (1, 0, 2) in published and (1, 1, 2) in published
+    assert published.index((0, 1, 2)) < published.index((1, 0, 2)) < published.index((1, 1, 2))
+    assert [c for c, *_ in published] == sorted(c for c, *_ in published)  # clips only ever arrive
+    assert [c for c, *_ in watched] == sorted(c for c, *_ in watched)
+    assert watched[-1] == published[-1]  # the watcher ends on the final state
 
 
 def test_comparison_without_kv_on_the_same_noise(models, tiny_model, tmp_path):

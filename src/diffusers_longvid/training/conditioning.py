@@ -86,3 +86,39 @@ def sample_task(
 def shifted_sigmas(u: torch.Tensor, shift: float) -> torch.Tensor:
     """Map uniform `u` in (0, 1) to training sigmas with the sampler's shift: `s*u / (1 + (s-1)*u)`."""
     return shift * u / (1 + (shift - 1) * u)
+
+
+def novelty_weights(latents: torch.Tensor, known_latent_frames: list[int] | tuple[int, ...], strength: float) -> torch.Tensor:
+    r"""
+    Per-position loss weights that favour what the known frames do not already show.
+
+    Plain flow-matching loss on an extension clip is dominated by what continues the condition frames (the
+    background, objects already in view); a new object entering, or an object coming back from memory, covers a few
+    latent positions. The *novelty* of position `(t, y, x)` is the squared distance, averaged over channels, between
+    the clean latent there and the clean latent of the nearest known latent frame at the same place; the weight is
+    `1 + strength * novelty / mean(novelty)`, the mean taken over the frames to generate, so the extra weight
+    averages `strength` and the loss keeps its scale (normalise by the weights' sum). With `strength=0`, or no known
+    frame, every weight is 1 (the plain loss, bit for bit).
+
+    Args:
+        latents (`torch.Tensor`): `(B, C, L, h, w)` clean latents of the clips.
+        known_latent_frames (`list[int]`): Latent frames given to the model (the same for the whole batch).
+        strength (`float`): Extra weight on novel positions (>= 0).
+
+    Returns:
+        `torch.Tensor`: `(B, 1, L, h, w)` weights (`1` on known frames: mask those out separately).
+    """
+    if strength < 0:
+        raise ValueError(f"`strength` must be >= 0, got {strength}.")
+    batch, _, frames, height, width = latents.shape
+    ones = torch.ones(batch, 1, frames, height, width, device=latents.device, dtype=latents.dtype)
+    known = sorted(int(k) for k in known_latent_frames)
+    generated = [t for t in range(frames) if t not in known]
+    if strength == 0 or not known or not generated:
+        return ones
+    # nearest known frame of each frame (ties to the earlier one)
+    nearest = [min(known, key=lambda k, t=t: (abs(k - t), k)) for t in range(frames)]
+    reference = latents[:, :, nearest]
+    novelty = (latents - reference).pow(2).mean(dim=1, keepdim=True)
+    mean = novelty[:, :, generated].mean(dim=(1, 2, 3, 4), keepdim=True)
+    return ones + strength * novelty / mean.clamp(min=1e-12)

@@ -104,6 +104,12 @@ class TrainConfig:
     caption_dropout_prob: float = _f(
         0.0, "Probability of training an example on the empty caption (keeps the unconditional branch of CFG)."
     )
+    novelty_loss_weight: float = _f(
+        0.0,
+        "Extra loss weight on latent positions that differ from the nearest known frame (a new or returning object), "
+        "averaging this much over the generated frames: 0 is the plain loss; e.g. 4 puts about 5x the weight on "
+        "what the condition frames do not show (`training.conditioning.novelty_weights`).",
+    )
     seed: int = _f(0, "Seed of the data order, noise, noise levels and tasks (drawn per step, so a resume is exact).")
     # ------------------------------------------------------------------ checkpoints, logs, validation
     checkpointing_steps: int = _f(500, "Save a resumable checkpoint every N optimiser steps (0 disables).")
@@ -143,7 +149,7 @@ class TrainConfig:
         for name in ("learning_rate", "adam_epsilon", "fps", "timestep_shift"):
             value = getattr(self, name)
             _check(_is_number(value) and value > 0, name, "a number > 0", value)
-        for name in ("adam_weight_decay", "max_grad_norm", "validation_guidance_scale"):
+        for name in ("adam_weight_decay", "max_grad_norm", "validation_guidance_scale", "novelty_loss_weight"):
             value = getattr(self, name)
             _check(_is_number(value) and value >= 0, name, "a number >= 0", value)
         for name in ("adam_beta1", "adam_beta2", "ema_decay", "caption_dropout_prob"):

@@ -18,7 +18,7 @@ from diffusers.utils import logging
 from torch import nn
 
 from ..extension import prepare_extension_condition_from_latents
-from .conditioning import sample_task, shifted_sigmas
+from .conditioning import novelty_weights, sample_task, shifted_sigmas
 from .config import ExtensionTrainConfig
 from .specs import ClipBatch, WanTrainingSpecBase
 
@@ -78,6 +78,7 @@ class ExtensionTrainingSpec(WanTrainingSpecBase):
         noisy = (1 - s) * x0 + s * noise
 
         inputs, generated = [], torch.ones(bsz, latent_frames, device=x0.device)
+        novelty = torch.ones(bsz, 1, *x0.shape[2:], device=x0.device)
         for i in range(bsz):
             task = sample_task(
                 generator, batch.num_frames, cfg.no_condition_prob, cfg.max_condition_frames, tuple(cfg.task_weights)
@@ -87,6 +88,10 @@ class ExtensionTrainingSpec(WanTrainingSpecBase):
             )
             inputs.append(condition.model_input(noisy[i : i + 1]))
             generated[i, list(condition.known_latent_frames)] = 0.0
+            if cfg.novelty_loss_weight:
+                novelty[i : i + 1] = novelty_weights(
+                    x0[i : i + 1], condition.known_latent_frames, cfg.novelty_loss_weight
+                )
         dtype = self.weight_dtype(model)
         pred = model(
             hidden_states=torch.cat(inputs).to(dtype),
@@ -94,8 +99,9 @@ class ExtensionTrainingSpec(WanTrainingSpecBase):
             encoder_hidden_states=prompt_embeds.to(dtype),
             return_dict=False,
         )[0].float()
-        # loss on the latent frames to generate (fully known frames are given to the model)
-        weight = generated.view(bsz, 1, latent_frames, 1, 1).expand_as(pred)
+        # loss on the latent frames to generate (fully known frames are given to the model), optionally weighted
+        # towards what the known frames do not show
+        weight = (generated.view(bsz, 1, latent_frames, 1, 1) * novelty).expand_as(pred)
         squared = F.mse_loss(pred, noise - x0, reduction="none")
         return (squared * weight).sum() / weight.sum().clamp(min=1.0)
 

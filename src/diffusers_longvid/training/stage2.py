@@ -37,7 +37,7 @@ from diffusers.utils import logging
 from torch import nn
 
 from ..extension import num_latent_frames, prepare_extension_condition_from_latents
-from .conditioning import shifted_sigmas
+from .conditioning import novelty_weights, shifted_sigmas
 from .config import CausalLoRATrainConfig
 from .specs import WanTrainingSpecBase, _first, unwrap
 
@@ -254,7 +254,10 @@ class CausalLoRATrainingSpec(WanTrainingSpecBase):
             )[0].float()
         weight = torch.ones(x0.shape[2], device=device)
         weight[list(condition.known_latent_frames)] = 0.0
-        weight = weight.view(1, 1, -1, 1, 1).expand_as(pred)
+        weight = weight.view(1, 1, -1, 1, 1)
+        if cfg.novelty_loss_weight:
+            weight = weight * novelty_weights(x0, condition.known_latent_frames, cfg.novelty_loss_weight)
+        weight = weight.expand_as(pred)
         squared = F.mse_loss(pred, noise - x0, reduction="none")
         return (squared * weight).sum() / weight.sum().clamp(min=1.0)
 
