@@ -297,3 +297,25 @@ def test_folder_result_type(tmp_path):
     empty.mkdir()
     with pytest.raises(ValueError, match="no video files"):
         evaluate_video(empty)
+
+
+def test_an_unreadable_file_is_skipped_not_fatal_for_a_folder(tmp_path):
+    _write_mp4(tmp_path / "good.mp4", moving_square(16))
+    (tmp_path / "garbage.mp4").write_bytes(b"not a video at all" * 100)
+    good = (tmp_path / "good.mp4").read_bytes()
+    (tmp_path / "truncated.mp4").write_bytes(good[: len(good) // 3])
+    result = evaluate_video(tmp_path, dimensions=["dynamic_degree"], compute_af=False, show_progress=False)
+    assert list(result.videos) == ["good.mp4"]
+    assert set(result.skipped) == {"garbage.mp4", "truncated.mp4"}
+    assert all(reason.split(":")[0].endswith("Error") for reason in result.skipped.values())
+    alone = evaluate_video(tmp_path / "good.mp4", dimensions=["dynamic_degree"], compute_af=False,
+                           show_progress=False)
+    assert result.scores == alone.scores  # the means are over the readable videos only
+    paths = write_eval_report(result, tmp_path / "report")
+    assert "garbage.mp4" in paths["markdown"].read_text()
+    data = json.loads((tmp_path / "report" / "eval_results.json").read_text())
+    assert set(data["skipped"]) == {"garbage.mp4", "truncated.mp4"} and data["num_videos"] == 1
+
+    (tmp_path / "good.mp4").unlink()
+    with pytest.raises(ValueError, match="No video of the folder .* could be evaluated .*garbage.mp4"):
+        evaluate_video(tmp_path, dimensions=["dynamic_degree"], compute_af=False, show_progress=False)

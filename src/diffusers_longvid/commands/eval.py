@@ -174,6 +174,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"{'video':<28}" + "".join(f"{m[:12]:>14}" for m in metrics))
     for row in rows:
         print(f"{row.name[:28]:<28}" + "".join(f"{_cell(row.scores.get(m)):>14}" for m in metrics))
+    for name, reason in getattr(result, "skipped", {}).items():
+        print(f"skipped {name}: {reason}")
     if result.proxies:
         print("Offline proxies: NOT comparable to published VBench numbers.")
     print("Written: " + ", ".join(str(p) for p in paths.values()))

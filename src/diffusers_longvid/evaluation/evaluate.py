@@ -170,6 +170,8 @@ class EvalSuiteResult:
         slopes (`dict[str, float | None]`): Mean over videos of each slope.
         backend (`str`), proxies (`bool`), proxy_dimensions (`list[str]`), methods (`dict[str, str]`): As in
             [`EvalResult`].
+        skipped (`dict[str, str]`, *optional*): Files of the folder that could not be read or evaluated, with the
+            reason; they are left out of the means.
     """
 
     videos: dict[str, EvalResult]
@@ -179,6 +181,7 @@ class EvalSuiteResult:
     proxies: bool
     proxy_dimensions: list[str]
     methods: dict[str, str]
+    skipped: dict[str, str] = field(default_factory=dict)
 
     @property
     def metrics(self) -> list[str]:
@@ -193,6 +196,7 @@ class EvalSuiteResult:
             "note": PROXY_NOTE if self.proxies else REFERENCE_NOTE,
             "methods": self.methods,
             "num_videos": len(self.videos),
+            "skipped": dict(self.skipped),
             "scores": self.scores,
             "slopes": self.slopes,
             "slope_unit": "score per minute",
@@ -459,22 +463,39 @@ def evaluate_video(
         raise ValueError(f"`backend` must be one of {list(BACKENDS)} or an `EvaluationBackend`, got {backend!r}.")
 
     # read what can be read cheaply (paths, frame rates, array layouts) before any model is loaded
+    skipped: dict[str, str] = {}
     if isinstance(video, (str, os.PathLike)) and Path(video).is_dir():
         paths = list_videos(video)
         if not paths:
             raise ValueError(f"The folder `video` {str(video)!r} holds no video files.")
-        sources = [open_video(p, fps=fps) for p in paths]
+        # one unreadable file of a folder is reported and left out, it does not abort the others
+        sources = []
+        for path in paths:
+            try:
+                sources.append(open_video(path, fps=fps))
+            except _UNREADABLE as error:
+                skipped[Path(path).name] = _reason(error)
         folder = True
     else:
         sources = [open_video(video, fps=fps, name=name)]
         folder = False
 
     evaluator = get_backend(backend, dimensions=dims, **backend_kwargs)
-    results = [
-        _evaluate_source(s, evaluator, dims, window_seconds, clip_seconds, compute_af, show_progress) for s in sources
-    ]
     if not folder:
-        return results[0]
+        return _evaluate_source(sources[0], evaluator, dims, window_seconds, clip_seconds, compute_af, show_progress)
+    results = []
+    for source in sources:
+        try:
+            results.append(
+                _evaluate_source(source, evaluator, dims, window_seconds, clip_seconds, compute_af, show_progress)
+            )
+        except _UNREADABLE as error:  # a file whose header reads but whose frames do not
+            skipped[source.name] = _reason(error)
+    for file_name, reason in skipped.items():
+        logger.warning(f"Skipped {file_name!r} of {str(video)!r}: {reason}")
+    if not results:
+        listed = "; ".join(f"{n}: {r}" for n, r in skipped.items())
+        raise ValueError(f"No video of the folder `video` {str(video)!r} could be evaluated ({listed}).")
 
     metrics = results[0].metrics
     return EvalSuiteResult(
@@ -485,7 +506,17 @@ def evaluate_video(
         proxies=evaluator.proxies,
         proxy_dimensions=results[0].proxy_dimensions,
         methods=results[0].methods,
+        skipped=skipped,
     )
+
+
+# What reading a damaged or foreign file raises (imageio/ffmpeg: OSError, RuntimeError; our checks: ValueError).
+_UNREADABLE = (OSError, RuntimeError, ValueError, EOFError, IndexError)
+
+
+def _reason(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0] if text else ''}"[:300]
 
 
 def load_eval_result(path: str | os.PathLike) -> dict[str, Any]:

@@ -123,6 +123,10 @@ def format_markdown(result: EvalResult | EvalSuiteResult) -> str:
         lines.append("| **mean** | " + " | ".join(f"**{_fmt(result.scores.get(m))}**" for m in metrics) + " |")
         lines.append("| slope / min | " + " | ".join(_fmt(result.slopes.get(m), signed=True) for m in metrics) + " |")
         lines.append("")
+        if result.skipped:
+            lines += [f"Skipped {len(result.skipped)} file(s) that could not be read or evaluated:", ""]
+            lines += [f"- `{name}`: {reason}" for name, reason in result.skipped.items()]
+            lines.append("")
         for video in result.videos.values():
             lines += _video_sections(video, "##")
     else:
