@@ -9,6 +9,8 @@ _LAZY_IMPORTS = {
     "LongVideoClip": "pipeline_output",
     "LongVideoPipelineOutput": "pipeline_output",
     "GenerationState": "state",
+    "LongVideoCall": "call",
+    "ResumableRun": "state",
 }
 
 __all__ = sorted(_LAZY_IMPORTS)

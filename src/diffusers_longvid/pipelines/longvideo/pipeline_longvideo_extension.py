@@ -3,12 +3,12 @@
 
 from __future__ import annotations
 
-import itertools
-import numbers
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack, nullcontext
+from dataclasses import replace
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -35,9 +35,11 @@ from ...extension import denormalize_latents, num_latent_frames, prepare_extensi
 # diffusers only loads a saved component whose module is already imported: a pipeline folder saved with our
 # scheduler names `diffusers_longvid.schedulers.scheduling_trflow`, so importing the pipeline imports it.
 from ...schedulers import scheduling_trflow as _scheduling_trflow  # noqa: F401
-from ...validation import check_float, validate_image, validate_video
+from ...selection.planner import ClipPlan
+from ...validation import validate_image, validate_video
+from .call import LongVideoCall
 from .pipeline_output import LongVideoClip, LongVideoPipelineOutput
-from .state import GenerationState, GenerationStateWriter, tensor_fingerprint
+from .state import GenerationState, ResumableRun
 
 if is_torch_xla_available():
     import torch_xla.core.xla_model as xm
@@ -47,9 +49,6 @@ else:
     XLA_AVAILABLE = False
 
 logger = logging.get_logger(__name__)  # pylint: disable=invalid-name
-
-# a str prompt with `num_clips` is expanded into a list: bounded, so that a typo cannot allocate gigabytes
-_MAX_CLIPS = 1_000_000
 
 __all__ = ["LongVideoExtensionPipeline"]
 
@@ -82,8 +81,6 @@ EXAMPLE_DOC_STRING = """
         ...         writer.append(clip.frames[0])  # each clip is on disk as soon as it is done
         ```
 """
-
-_OUTPUT_TYPES = ("np", "pil", "pt", "latent")
 
 
 class LongVideoExtensionPipeline(DiffusionPipeline, WanLoraLoaderMixin):
@@ -315,107 +312,41 @@ class LongVideoExtensionPipeline(DiffusionPipeline, WanLoraLoaderMixin):
 
         return prompt_embeds, negative_prompt_embeds
 
-    def check_inputs(
-        self,
-        prompt,
-        negative_prompt,
-        num_clips,
-        height,
-        width,
-        num_frames,
-        num_condition_frames,
-        num_inference_steps,
-        guidance_scale,
-        num_videos_per_prompt,
-        generator,
-        latents,
-        image,
-        video,
-        output_type,
-        callback_on_step_end,
-        callback_on_step_end_tensor_inputs,
-        callback_on_clip_end,
-        max_sequence_length,
-        kv_cache_clips,
-        max_cached_clips,
-        allow_prompt_iterator: bool = False,
-    ) -> list[str] | None:
-        """Validate every argument before any model work. Returns the per-clip prompts (`None` for an iterator)."""
+    def check_inputs(self, call: LongVideoCall, allow_prompt_iterator: bool = False) -> LongVideoCall:
+        r"""
+        Validate every argument of a call before any model work: the types and ranges
+        ([`~pipelines.longvideo.call.LongVideoCall.checked`]), then what the models impose (frame counts, resolution,
+        the first clip's `latents`, the transformer's input channels).
 
-        def _is_int(value) -> bool:
-            return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+        Args:
+            call (`LongVideoCall`): The call's arguments, as given.
+            allow_prompt_iterator (`bool`, *optional*, defaults to `False`):
+                Accept any iterable of str as `prompt` (`generate_clips`).
 
-        # prompts: a str (repeated `num_clips` times) or a list = one prompt per clip
-        prompts: list[str] | None
-        if num_clips is not None and (not _is_int(num_clips) or not 1 <= num_clips <= _MAX_CLIPS):
-            raise ValueError(
-                f"`num_clips` must be an int in [1, {_MAX_CLIPS}] (an iterator of prompts has no limit), got "
-                f"{num_clips!r}."
-            )
-        if isinstance(prompt, str):
-            prompts = [prompt] * (int(num_clips) if num_clips is not None else 1)
-        elif isinstance(prompt, (list, tuple)):
-            if len(prompt) == 0:
-                raise ValueError("`prompt` is an empty list: pass one prompt per clip (at least one).")
-            bad = [type(p).__name__ for p in prompt if not isinstance(p, str)]
-            if bad:
-                raise TypeError(
-                    f"`prompt` must be a str or a list of str (one per clip), got a list holding {bad[0]}."
-                )
-            if num_clips is not None and num_clips != len(prompt):
-                raise ValueError(
-                    f"`num_clips={num_clips}` disagrees with `prompt`, a list of {len(prompt)} prompts (one per "
-                    "clip). Pass `num_clips=None` with a list, or a single str prompt with `num_clips`."
-                )
-            prompts = list(prompt)
-        elif allow_prompt_iterator and isinstance(prompt, Iterable) and not isinstance(prompt, (bytes, dict)):
-            if num_clips is not None:
-                raise ValueError(
-                    "`num_clips` must be `None` when `prompt` is an iterator (the iterator sets the length)."
-                )
-            prompts = None
-        elif prompt is None:
-            raise ValueError("`prompt` is required: a str (with `num_clips`) or a list of str, one per clip.")
-        else:
-            accepted = "a str, a list of str" + (" or an iterable of str" if allow_prompt_iterator else "")
-            raise TypeError(f"`prompt` must be {accepted}, got {type(prompt).__name__}.")
+        Returns:
+            `LongVideoCall`: the normalised call (see [`~pipelines.longvideo.call.LongVideoCall`]).
 
-        if negative_prompt is not None:
-            if isinstance(negative_prompt, (list, tuple)):
-                if prompts is None:
-                    raise ValueError("`negative_prompt` must be a str when `prompt` is an iterator.")
-                if not all(isinstance(p, str) for p in negative_prompt):
-                    raise TypeError("`negative_prompt` must be a str or a list of str (one per clip).")
-                if len(negative_prompt) != len(prompts):
-                    raise ValueError(
-                        f"`negative_prompt` is a list of {len(negative_prompt)} but there are {len(prompts)} clips; "
-                        "pass one str for all clips or one per clip."
-                    )
-            elif not isinstance(negative_prompt, str):
-                raise TypeError(
-                    f"`negative_prompt` must be a str or a list of str, got {type(negative_prompt).__name__}."
-                )
+        Raises:
+            `TypeError` / `ValueError`: naming the argument in backticks.
+        """
+        if isinstance(call.callback_on_step_end, (PipelineCallback, MultiPipelineCallbacks)):
+            call = replace(call, callback_on_step_end_tensor_inputs=call.callback_on_step_end.tensor_inputs)
+        call = replace(
+            call,
+            kv_cache_clips=self.config.kv_cache_clips if call.kv_cache_clips is None else call.kv_cache_clips,
+            max_cached_clips=self.config.max_cached_clips if call.max_cached_clips is None else call.max_cached_clips,
+            max_sequence_length=(
+                self.default_max_sequence_length if call.max_sequence_length is None else call.max_sequence_length
+            ),
+        )
+        call = call.checked(allow_prompt_iterator=allow_prompt_iterator)
 
-        for name, value in (("height", height), ("width", width), ("num_frames", num_frames)):
-            if not _is_int(value) or value < 1:
-                raise TypeError(f"`{name}` must be a positive int, got {value!r}.")
-        if not _is_int(num_condition_frames):
-            raise TypeError(f"`num_condition_frames` must be an int, got {num_condition_frames!r}.")
-        if not _is_int(num_inference_steps) or num_inference_steps < 1:
-            raise ValueError(f"`num_inference_steps` must be a positive int, got {num_inference_steps!r}.")
-        if isinstance(guidance_scale, bool) or not isinstance(guidance_scale, numbers.Real):
-            raise TypeError(f"`guidance_scale` must be a float, got {type(guidance_scale).__name__}.")
-        check_float("guidance_scale", guidance_scale)  # NaN would silently turn CFG off, inf give a NaN video
-        if not _is_int(num_videos_per_prompt) or num_videos_per_prompt < 1:
-            raise ValueError(f"`num_videos_per_prompt` must be a positive int, got {num_videos_per_prompt!r}.")
-        if not _is_int(max_sequence_length) or max_sequence_length < 1:
-            raise ValueError(f"`max_sequence_length` must be a positive int, got {max_sequence_length!r}.")
-        if max_sequence_length > self.max_sequence_length_limit:
+        if call.max_sequence_length > self.max_sequence_length_limit:
             raise ValueError(
                 f"`max_sequence_length` must be <= {self.max_sequence_length_limit} (the tokenizer's limit, at most "
-                f"512 without one), got {max_sequence_length}."
+                f"512 without one), got {call.max_sequence_length}."
             )
-
+        num_frames, num_condition_frames = call.num_frames, call.num_condition_frames
         scale_t = self.vae_scale_factor_temporal
         if (num_frames - 1) % scale_t != 0:
             raise ValueError(
@@ -432,15 +363,12 @@ class LongVideoExtensionPipeline(DiffusionPipeline, WanLoraLoaderMixin):
                 f"`num_condition_frames` ({num_condition_frames}) must be smaller than `num_frames` ({num_frames}): "
                 "every clip must add new frames."
             )
-        patch_size = self.transformer.config.patch_size
-        h_multiple, w_multiple = (
-            self.vae_scale_factor_spatial * patch_size[1],
-            self.vae_scale_factor_spatial * patch_size[2],
-        )
-        if height % h_multiple != 0 or width % w_multiple != 0:
+        patch_size, scale_s = self.transformer.config.patch_size, self.vae_scale_factor_spatial
+        h_multiple, w_multiple = scale_s * patch_size[1], scale_s * patch_size[2]
+        if call.height % h_multiple != 0 or call.width % w_multiple != 0:
             raise ValueError(
                 f"`height` and `width` must be divisible by {h_multiple} and {w_multiple} (VAE scale "
-                f"{self.vae_scale_factor_spatial} x patch {tuple(patch_size[1:])}), got {height} and {width}."
+                f"{scale_s} x patch {tuple(patch_size[1:])}), got {call.height} and {call.width}."
             )
         latent_stride = num_latent_frames(num_frames, scale_t) - num_latent_frames(num_condition_frames, scale_t)
         if latent_stride % patch_size[0] != 0:
@@ -449,42 +377,12 @@ class LongVideoExtensionPipeline(DiffusionPipeline, WanLoraLoaderMixin):
                 f"({patch_size[0]} latent frames), got {latent_stride} latent frames."
             )
 
-        if image is not None and video is not None:
-            raise ValueError("Pass either `image` (image-to-long-video) or `video` (video continuation), not both.")
-        # the one validation layer for media (`diffusers_longvid.validation`): layout, dtype rule, range, NaN
-        if image is not None:
-            validate_image(image, "image")
-        if video is not None:
-            validate_video(video, "video", num_last_frames=num_condition_frames)
-
-        if output_type not in _OUTPUT_TYPES:
-            raise ValueError(f"`output_type` must be one of {list(_OUTPUT_TYPES)}, got {output_type!r}.")
-
-        batch_size = int(num_videos_per_prompt)
-        if isinstance(generator, list):
-            bad = [type(g).__name__ for g in generator if not isinstance(g, torch.Generator)]
-            if bad:
-                raise TypeError(f"`generator` must be a torch.Generator or a list of them, got a list holding {bad[0]}.")
-            if len(generator) != batch_size:
-                raise ValueError(
-                    f"`generator` is a list of {len(generator)} generators but the batch size "
-                    f"(`num_videos_per_prompt`) is {batch_size}."
-                )
-        elif generator is not None and not isinstance(generator, torch.Generator):
-            raise TypeError(
-                f"`generator` must be a torch.Generator or a list of them, got {type(generator).__name__}."
-            )
-
+        latents = call.latents
         if latents is not None:
             if not isinstance(latents, torch.Tensor):
                 raise TypeError(f"`latents` must be a torch.Tensor, got {type(latents).__name__}.")
-            expected = (
-                batch_size,
-                self.vae.config.z_dim,
-                num_latent_frames(num_frames, scale_t),
-                height // self.vae_scale_factor_spatial,
-                width // self.vae_scale_factor_spatial,
-            )
+            z_dim, frames = self.vae.config.z_dim, num_latent_frames(num_frames, scale_t)
+            expected = (call.batch_size, z_dim, frames, call.height // scale_s, call.width // scale_s)
             if tuple(latents.shape) != expected:
                 raise ValueError(
                     f"`latents` (the first clip's noise) must have shape {expected}, got {tuple(latents.shape)}."
@@ -494,43 +392,20 @@ class LongVideoExtensionPipeline(DiffusionPipeline, WanLoraLoaderMixin):
             if not bool(torch.isfinite(latents).all()):
                 raise ValueError("`latents` holds NaN or infinite values.")
 
-        if callback_on_step_end is not None and not callable(callback_on_step_end):
-            raise TypeError("`callback_on_step_end` must be callable.")
-        if callback_on_step_end_tensor_inputs is not None and (
-            not isinstance(callback_on_step_end_tensor_inputs, (list, tuple))
-            or not all(isinstance(k, str) for k in callback_on_step_end_tensor_inputs)
-        ):
-            raise TypeError(
-                "`callback_on_step_end_tensor_inputs` must be a list of tensor names, got "
-                f"{type(callback_on_step_end_tensor_inputs).__name__}."
-            )
-        if callback_on_step_end_tensor_inputs is not None and not all(
-            k in self._callback_tensor_inputs for k in callback_on_step_end_tensor_inputs
-        ):
+        tensor_inputs = call.callback_on_step_end_tensor_inputs
+        if tensor_inputs is not None and not all(k in self._callback_tensor_inputs for k in tensor_inputs):
             raise ValueError(
                 f"`callback_on_step_end_tensor_inputs` has to be in {self._callback_tensor_inputs}, but found "
-                f"{[k for k in callback_on_step_end_tensor_inputs if k not in self._callback_tensor_inputs]}"
-            )
-        if callback_on_clip_end is not None and not callable(callback_on_clip_end):
-            raise TypeError(
-                "`callback_on_clip_end` must be callable: `callback_on_clip_end(pipe, clip_index, frames, info)`."
+                f"{[k for k in tensor_inputs if k not in self._callback_tensor_inputs]}"
             )
 
-        if not _is_int(kv_cache_clips) or kv_cache_clips < 0:
-            raise ValueError(f"`kv_cache_clips` must be an int >= 0, got {kv_cache_clips!r}.")
-        if max_cached_clips is not None and (not _is_int(max_cached_clips) or max_cached_clips < 0):
-            raise ValueError(f"`max_cached_clips` must be `None` or an int >= 0, got {max_cached_clips!r}.")
-        if kv_cache_clips > 0 and max_cached_clips == 0:
-            raise ValueError("`max_cached_clips` must be >= 1 (or `None`) when `kv_cache_clips` > 0.")
-
-        in_channels = self.transformer.config.in_channels
-        z_dim = self.vae.config.z_dim
+        in_channels, z_dim = self.transformer.config.in_channels, self.vae.config.z_dim
         if in_channels not in (z_dim, 2 * z_dim + scale_t):
             raise ValueError(
                 f"`transformer.config.in_channels` must be {z_dim} (T2V, replacement conditioning) or "
                 f"{2 * z_dim + scale_t} (extension model), got {in_channels}."
             )
-        return prompts
+        return call
 
     # Copied from diffusers.pipelines.wan.pipeline_wan.WanPipeline.prepare_latents
     def prepare_latents(
@@ -671,8 +546,9 @@ class LongVideoExtensionPipeline(DiffusionPipeline, WanLoraLoaderMixin):
             kv_cache_config = CrossClipKVCacheConfig.from_dict(dict(self.config.kv_cache_config))
         return clip_selector, kv_cache_config
 
-    def _create_clip_memory(self, kv_cache_clips, max_cached_clips, clip_selector, kv_cache_config):
-        if kv_cache_clips == 0:
+    def _create_clip_memory(self, call: LongVideoCall):
+        """The cross-clip memory of a call (`None` without KV cache)."""
+        if call.kv_cache_clips == 0:
             return None
         factory = self._clip_memory_factory
         if factory is None:
@@ -684,11 +560,11 @@ class LongVideoExtensionPipeline(DiffusionPipeline, WanLoraLoaderMixin):
                     "`kv_cache_clips=0` to generate without it."
                 ) from error
             factory = ClipMemory
-        clip_selector, kv_cache_config = self._resolve_memory_options(clip_selector, kv_cache_config)
+        clip_selector, kv_cache_config = self._resolve_memory_options(call.clip_selector, call.kv_cache_config)
         memory = factory(
             self.transformer,
-            kv_cache_clips=kv_cache_clips,
-            max_cached_clips=max_cached_clips,
+            kv_cache_clips=call.kv_cache_clips,
+            max_cached_clips=call.max_cached_clips,
             clip_selector=clip_selector,
             config=kv_cache_config,
         )
@@ -746,795 +622,7 @@ class LongVideoExtensionPipeline(DiffusionPipeline, WanLoraLoaderMixin):
         it: pass the same arguments as the interrupted run (a `ValueError` names any that differ); only the clips
         not yet finished are generated and yielded, exactly as an uninterrupted run would generate them.
         """
-        clips, _ = self._start_generation(
-            prompt=prompt,
-            negative_prompt=negative_prompt,
-            num_clips=num_clips,
-            image=image,
-            video=video,
-            height=height,
-            width=width,
-            num_frames=num_frames,
-            num_condition_frames=num_condition_frames,
-            num_inference_steps=num_inference_steps,
-            guidance_scale=guidance_scale,
-            num_videos_per_prompt=num_videos_per_prompt,
-            generator=generator,
-            latents=latents,
-            output_type=output_type,
-            attention_kwargs=attention_kwargs,
-            callback_on_step_end=callback_on_step_end,
-            callback_on_step_end_tensor_inputs=callback_on_step_end_tensor_inputs,
-            callback_on_clip_end=callback_on_clip_end,
-            max_sequence_length=max_sequence_length,
-            kv_cache_clips=kv_cache_clips,
-            max_cached_clips=max_cached_clips,
-            clip_selector=clip_selector,
-            kv_cache_config=kv_cache_config,
-            state_dir=state_dir,
-            resume=resume,
-            batch_cfg_branches=batch_cfg_branches,
-        )
-        return clips
-
-    def _start_generation(
-        self,
-        prompt,
-        negative_prompt,
-        num_clips,
-        image,
-        video,
-        height,
-        width,
-        num_frames,
-        num_condition_frames,
-        num_inference_steps,
-        guidance_scale,
-        num_videos_per_prompt,
-        generator,
-        latents,
-        output_type,
-        attention_kwargs,
-        callback_on_step_end,
-        callback_on_step_end_tensor_inputs,
-        callback_on_clip_end,
-        max_sequence_length,
-        kv_cache_clips,
-        max_cached_clips,
-        clip_selector,
-        kv_cache_config,
-        state_dir,
-        resume,
-        batch_cfg_branches=True,
-    ) -> tuple[Iterator[LongVideoClip], GenerationState | None]:
-        """Checks the inputs (and, when resuming, the saved state) now; returns the clip iterator and the resumed
-        state (`None` for a new run)."""
-        if not isinstance(batch_cfg_branches, bool):
-            raise TypeError(f"`batch_cfg_branches` must be a bool, got {type(batch_cfg_branches).__name__}.")
-        if isinstance(callback_on_step_end, (PipelineCallback, MultiPipelineCallbacks)):
-            callback_on_step_end_tensor_inputs = callback_on_step_end.tensor_inputs
-        kv_cache_clips = self.config.kv_cache_clips if kv_cache_clips is None else kv_cache_clips
-        max_cached_clips = self.config.max_cached_clips if max_cached_clips is None else max_cached_clips
-        if max_sequence_length is None:
-            max_sequence_length = self.default_max_sequence_length
-
-        # 1. Check inputs. Raise error if not correct
-        prompts = self.check_inputs(
-            prompt,
-            negative_prompt,
-            num_clips,
-            height,
-            width,
-            num_frames,
-            num_condition_frames,
-            num_inference_steps,
-            guidance_scale,
-            num_videos_per_prompt,
-            generator,
-            latents,
-            image,
-            video,
-            output_type,
-            callback_on_step_end,
-            callback_on_step_end_tensor_inputs,
-            callback_on_clip_end,
-            max_sequence_length,
-            kv_cache_clips,
-            max_cached_clips,
-            allow_prompt_iterator=True,
-        )
-        if not isinstance(resume, bool):
-            raise TypeError(f"`resume` must be a bool, got {type(resume).__name__}.")
-        if state_dir is not None and not isinstance(state_dir, (str, os.PathLike)):
-            raise TypeError(f"`state_dir` must be a str or an os.PathLike folder, got {type(state_dir).__name__}.")
-        if resume and state_dir is None:
-            raise ValueError("`resume=True` needs `state_dir`, the folder the interrupted run saved its state to.")
-        # numpy ints are accepted above; the loop works with Python ints
-        height, width, num_frames, num_condition_frames = (
-            int(height),
-            int(width),
-            int(num_frames),
-            int(num_condition_frames),
-        )
-        num_inference_steps, num_videos_per_prompt = int(num_inference_steps), int(num_videos_per_prompt)
-        max_sequence_length, kv_cache_clips = int(max_sequence_length), int(kv_cache_clips)
-        max_cached_clips = None if max_cached_clips is None else int(max_cached_clips)
-
-        # 2. Frames conditioning the first clip (image-to-long-video / video continuation)
-        first_condition = self.prepare_first_condition(
-            image, video, height, width, num_condition_frames, num_videos_per_prompt
-        )
-
-        # 3. Resumable runs: the settings that must not change, the saved state, the generators
-        resumed = writer = settings = None
-        if state_dir is not None:
-            if resume:
-                resumed = GenerationState.load(state_dir)
-            elif GenerationState.exists(state_dir):
-                raise ValueError(
-                    f"`state_dir` {str(state_dir)!r} already holds the state of a run: pass `resume=True` to continue "
-                    "it, or choose an empty folder."
-                )
-            if getattr(self.scheduler.config, "stochastic_sampling", False):
-                logger.warning(
-                    "The scheduler samples stochastically from torch's global RNG, which the generation state does "
-                    "not save: a resumed run will not reproduce the uninterrupted one."
-                )
-            generator = self._resumable_generators(generator, resumed)
-            settings = self._generation_settings(
-                prompts=prompts,
-                negative_prompt=negative_prompt,
-                height=height,
-                width=width,
-                num_frames=num_frames,
-                num_condition_frames=num_condition_frames,
-                num_inference_steps=num_inference_steps,
-                guidance_scale=guidance_scale,
-                num_videos_per_prompt=num_videos_per_prompt,
-                generator=generator,
-                first_condition=first_condition,
-                image=image,
-                latents=latents,
-                attention_kwargs=attention_kwargs,
-                max_sequence_length=max_sequence_length,
-                kv_cache_clips=kv_cache_clips,
-                max_cached_clips=max_cached_clips,
-                clip_selector=clip_selector,
-                kv_cache_config=kv_cache_config,
-            )
-            if resumed is not None:
-                resumed.check_settings(settings)
-                device = str(self._execution_device)
-                if resumed.device is not None and resumed.device != device:
-                    logger.warning(
-                        f"Resuming on {device} a run saved on {resumed.device}: the remaining clips may differ from "
-                        "an uninterrupted run in the last bits of floating-point rounding."
-                    )
-            writer = GenerationStateWriter(state_dir, resumed)
-
-        clips = self._clip_loop(
-            prompts=prompts,
-            prompt_source=iter(prompts) if prompts is not None else iter(prompt),
-            negative_prompt=negative_prompt,
-            first_condition=first_condition,
-            height=height,
-            width=width,
-            num_frames=num_frames,
-            num_condition_frames=num_condition_frames,
-            num_inference_steps=num_inference_steps,
-            guidance_scale=guidance_scale,
-            batch_size=num_videos_per_prompt,
-            generator=generator,
-            latents=latents,
-            output_type=output_type,
-            attention_kwargs=attention_kwargs,
-            callback_on_step_end=callback_on_step_end,
-            callback_on_step_end_tensor_inputs=callback_on_step_end_tensor_inputs,
-            callback_on_clip_end=callback_on_clip_end,
-            max_sequence_length=max_sequence_length,
-            kv_cache_clips=kv_cache_clips,
-            max_cached_clips=max_cached_clips,
-            clip_selector=clip_selector,
-            kv_cache_config=kv_cache_config,
-            resumed=resumed,
-            state_writer=writer,
-            settings=settings,
-            batch_cfg_branches=batch_cfg_branches,
-        )
-        return clips, resumed
-
-    @staticmethod
-    def _resumable_generators(generator, resumed: GenerationState | None) -> torch.Generator | list[torch.Generator]:
-        """The generator(s) of a resumable run. Every clip's noise must be reproducible from a saved RNG state, so
-        without a `generator` the run gets its own CPU generator (seeded from torch's global RNG); a resumed run
-        without one gets generators on the saved devices. Saved states are set when the clip loop starts."""
-        if resumed is None:
-            if generator is None:
-                generator = torch.Generator("cpu").manual_seed(int(torch.randint(0, 2**62, (1,)).item()))
-            return generator
-        if generator is None:
-            generators = [torch.Generator(device) for device in resumed.generator_devices]
-            return generators if resumed.settings.get("generator", {}).get("list") else generators[0]
-        for g, device in zip(generator if isinstance(generator, list) else [generator], resumed.generator_devices):
-            if torch.device(g.device).type != torch.device(device).type:
-                raise ValueError(
-                    f"`generator` is on {g.device} but the interrupted run's was on {device}: an RNG state restores "
-                    "only on the same device type."
-                )
-        return generator
-
-    def _generation_settings(
-        self,
-        prompts,
-        negative_prompt,
-        height,
-        width,
-        num_frames,
-        num_condition_frames,
-        num_inference_steps,
-        guidance_scale,
-        num_videos_per_prompt,
-        generator,
-        first_condition,
-        image,
-        latents,
-        attention_kwargs,
-        max_sequence_length,
-        kv_cache_clips,
-        max_cached_clips,
-        clip_selector,
-        kv_cache_config,
-    ) -> dict[str, Any]:
-        """What must be equal for a resumed run to continue the interrupted one exactly, keyed by argument name.
-        Model weights are not hashed (too slow for a 1.3B model); their configs, dtypes and LoRA adapters are
-        compared."""
-
-        def component(module) -> dict[str, Any]:
-            config = getattr(module, "config", {}) or {}
-            entry = {
-                "class": type(module).__name__,
-                "config": {k: v for k, v in dict(config).items() if not k.startswith("_")},
-                "dtype": str(getattr(module, "dtype", None)),
-            }
-            peft_config = getattr(module, "peft_config", None)
-            if peft_config:
-                entry["lora_adapters"] = sorted(peft_config)
-            return entry
-
-        selector, cache_config = None, None
-        if kv_cache_clips > 0:
-            selector, cache_config = self._resolve_memory_options(clip_selector, kv_cache_config)
-            if cache_config is None:
-                from ...attention.kv_cache import CrossClipKVCacheConfig
-
-                cache_config = CrossClipKVCacheConfig()
-        generators = generator if isinstance(generator, list) else [generator]
-        return {
-            "prompt": prompts,  # `None` for an iterator: its prompts are compared clip by clip
-            "negative_prompt": negative_prompt,
-            "height": height,
-            "width": width,
-            "num_frames": num_frames,
-            "num_condition_frames": num_condition_frames,
-            "num_inference_steps": num_inference_steps,
-            "guidance_scale": float(guidance_scale),
-            "num_videos_per_prompt": num_videos_per_prompt,
-            "generator": {"count": len(generators), "list": isinstance(generator, list)},
-            "image": tensor_fingerprint(first_condition) if image is not None else None,
-            "video": tensor_fingerprint(first_condition) if image is None else None,
-            "latents": tensor_fingerprint(latents),
-            "attention_kwargs": attention_kwargs,
-            "max_sequence_length": max_sequence_length,
-            "kv_cache_clips": kv_cache_clips,
-            "max_cached_clips": max_cached_clips,
-            "clip_selector": None if selector is None else selector.to_config(),
-            "kv_cache_config": None if cache_config is None else cache_config.to_dict(),
-            "condition_fill": self.config.condition_fill,
-            "scheduler": component(self.scheduler),
-            "transformer": component(self.transformer),
-            "vae": component(self.vae),
-            "text_encoder": {"class": type(self.text_encoder).__name__, "dtype": str(self.text_encoder.dtype)},
-        }
-
-    def _model_input(self, latents: torch.Tensor, condition) -> torch.Tensor:
-        # 36 channels: [latents | mask | condition latent]; 16 channels: the (replaced) latents themselves
-        model_input = latents if self.conditioning_mode == "replacement" else condition.model_input(latents)
-        return model_input.to(self.transformer.dtype)
-
-    def _transformer_forward(
-        self,
-        memory,
-        branch: str,
-        hidden_states: torch.Tensor,
-        timestep: torch.Tensor,
-        encoder_hidden_states: torch.Tensor,
-        attention_kwargs: dict[str, Any] | None,
-        cache_name: str,
-        **cache_kwargs,
-    ) -> torch.Tensor:
-        # the CFG branch is told both to diffusers' cache hooks and to the cross-clip memory
-        with ExitStack() as stack:
-            stack.enter_context(self.transformer.cache_context(cache_name, **cache_kwargs))
-            if memory is not None:
-                stack.enter_context(memory.branch(branch))
-            return self.transformer(
-                hidden_states=hidden_states,
-                timestep=timestep,
-                encoder_hidden_states=encoder_hidden_states,
-                attention_kwargs=attention_kwargs,
-                return_dict=False,
-            )[0]
-
-    def _can_batch_cfg_branches(
-        self, memory, prompt_embeds: torch.Tensor, negative_prompt_embeds: torch.Tensor | None
-    ) -> bool:
-        """Whether the CFG branches can run as one forward: guidance on, both embeddings of the same shape, and no
-        memory or one whose cache serves both branches in one forward (`CrossClipKVCache.batched_branches`); a
-        memory that only knows `branch(...)` gets one forward per branch."""
-        if memory is not None and not hasattr(getattr(memory, "cache", None), "batched_branches"):
-            return False
-        return (
-            self.do_classifier_free_guidance
-            and negative_prompt_embeds is not None
-            and negative_prompt_embeds.shape == prompt_embeds.shape
-        )
-
-    def _batched_cfg_forward(
-        self,
-        memory,
-        hidden_states: torch.Tensor,
-        timestep: torch.Tensor,
-        prompt_embeds: torch.Tensor,
-        negative_prompt_embeds: torch.Tensor,
-        attention_kwargs: dict[str, Any] | None,
-        cache_name: str = "cond_uncond",
-        **cache_kwargs,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Cond and uncond as one forward of batch `2B` (rows `[0, B)` cond, `[B, 2B)` uncond); returns both
-        predictions. Under the cross-clip memory each half attends (and records) its own branch's history
-        (`CrossClipKVCache.batched_branches`), so the result equals two forwards to float rounding."""
-        with ExitStack() as stack:
-            stack.enter_context(self.transformer.cache_context(cache_name, **cache_kwargs))
-            cache = getattr(memory, "cache", None)
-            if cache is not None:
-                stack.enter_context(cache.batched_branches(("cond", "uncond")))
-            output = self.transformer(
-                hidden_states=torch.cat([hidden_states, hidden_states]),
-                timestep=torch.cat([timestep, timestep]),
-                encoder_hidden_states=torch.cat([prompt_embeds, negative_prompt_embeds]),
-                attention_kwargs=attention_kwargs,
-                return_dict=False,
-            )[0]
-        noise_cond, noise_uncond = output.chunk(2)
-        return noise_cond, noise_uncond
-
-    def _denoise_clip(
-        self,
-        latents: torch.Tensor,
-        condition,
-        replacement_noise: torch.Tensor | None,
-        prompt_embeds: torch.Tensor,
-        negative_prompt_embeds: torch.Tensor | None,
-        memory,
-        rope_offset: int,
-        num_inference_steps: int,
-        guidance_scale: float,
-        attention_kwargs: dict[str, Any] | None,
-        callback_on_step_end,
-        callback_on_step_end_tensor_inputs: list[str],
-        batch_cfg_branches: bool = True,
-    ) -> torch.Tensor:
-        """The denoising loop of one clip, then (clean mode) the forward that records its K/V. Returns its latents."""
-        device = latents.device
-        record_from_last_step = memory is not None and memory.record_from_last_step
-        batched = batch_cfg_branches and self._can_batch_cfg_branches(
-            memory, prompt_embeds, negative_prompt_embeds
-        )
-
-        # Prepare timesteps (T-RFlow's may stop before `num_inference_steps`)
-        self.scheduler.set_timesteps(num_inference_steps, device=device)
-        timesteps = self.scheduler.timesteps
-        num_warmup_steps = len(timesteps) - num_inference_steps * self.scheduler.order
-        self._num_timesteps = len(timesteps)
-        # We set the index here to remove DtoH sync, helpful especially during compilation.
-        self.scheduler.set_begin_index(0)
-        sigmas = getattr(self.scheduler, "sigmas", None)
-
-        with rope_frame_offset(self.transformer, rope_offset):
-            with self.progress_bar(total=len(timesteps)) as progress_bar:
-                for i, t in enumerate(timesteps):
-                    if self.interrupt:
-                        continue
-
-                    self._current_timestep = t
-                    sigma = (
-                        float(sigmas[i])
-                        if sigmas is not None
-                        else float(t) / self.scheduler.config.num_train_timesteps
-                    )
-                    if replacement_noise is not None:
-                        # replacement conditioning: known frames of x_sigma = (1 - sigma) c + sigma eps
-                        latents = condition.replace_known(latents, sigma, replacement_noise)
-
-                    latent_model_input = self._model_input(latents, condition)
-                    timestep = t.expand(latents.shape[0])
-                    cache_kwargs = {"step_index": i, "sigma": sigma, "num_inference_steps": self._num_timesteps}
-                    last_step = i == len(timesteps) - 1
-                    with memory.recording() if record_from_last_step and last_step else nullcontext():
-                        if batched:  # cond and uncond in one forward of batch 2B
-                            noise_pred, noise_uncond = self._batched_cfg_forward(
-                                memory,
-                                latent_model_input,
-                                timestep,
-                                prompt_embeds,
-                                negative_prompt_embeds,
-                                attention_kwargs,
-                                **cache_kwargs,
-                            )
-                        else:
-                            noise_pred = self._transformer_forward(
-                                memory,
-                                "cond",
-                                latent_model_input,
-                                timestep,
-                                prompt_embeds,
-                                attention_kwargs,
-                                "cond",
-                                **cache_kwargs,
-                            )
-                            noise_uncond = None
-                            if self.do_classifier_free_guidance:
-                                noise_uncond = self._transformer_forward(
-                                    memory,
-                                    "uncond",
-                                    latent_model_input,
-                                    timestep,
-                                    negative_prompt_embeds,
-                                    attention_kwargs,
-                                    "uncond",
-                                    **cache_kwargs,
-                                )
-                        if noise_uncond is not None:
-                            noise_pred = noise_uncond + guidance_scale * (noise_pred - noise_uncond)
-
-                    # compute the previous noisy sample x_t -> x_t-1
-                    latents = self.scheduler.step(noise_pred, t, latents, return_dict=False)[0]
-
-                    if callback_on_step_end is not None:
-                        tensors = {
-                            "latents": latents,
-                            "prompt_embeds": prompt_embeds,
-                            "negative_prompt_embeds": negative_prompt_embeds,
-                        }
-                        callback_kwargs = {k: tensors[k] for k in callback_on_step_end_tensor_inputs}
-                        callback_outputs = callback_on_step_end(self, i, t, callback_kwargs)
-                        if callback_outputs is None:  # a callback that only observes changes nothing
-                            callback_outputs = {}
-                        elif not isinstance(callback_outputs, dict):
-                            raise TypeError(
-                                "`callback_on_step_end` must return a dict of the tensors it changes (or None), got "
-                                f"{type(callback_outputs).__name__}."
-                            )
-
-                        latents = callback_outputs.pop("latents", latents)
-                        prompt_embeds = callback_outputs.pop("prompt_embeds", prompt_embeds)
-                        negative_prompt_embeds = callback_outputs.pop("negative_prompt_embeds", negative_prompt_embeds)
-
-                    if last_step or ((i + 1) > num_warmup_steps and (i + 1) % self.scheduler.order == 0):
-                        progress_bar.update()
-
-                    if XLA_AVAILABLE:
-                        xm.mark_step()
-
-            self._current_timestep = None
-            # The fully known latent frames are exactly the condition's, in both modes: an extension model is not
-            # trained to reproduce them (stage 1 excludes them from the loss), and they are what the clip's K/V
-            # record and what clip 0 shows of a continued `video` / `image`.
-            latents = condition.replace_known(latents, 0.0)
-
-            # Record the finished clip's K/V: one forward of the clean clip at timestep 0 per CFG branch, skipped when
-            # the storage plan will not keep this clip. Its own cache context keeps diffusers' cache hooks apart.
-            stores = getattr(memory, "stores_current_clip", True)
-            if memory is not None and not record_from_last_step and stores and not self.interrupt:
-                clean_input = self._model_input(latents, condition)
-                zero_timestep = torch.zeros(latents.shape[0], device=device, dtype=timesteps.dtype)
-                branches = [("cond", prompt_embeds)]
-                if self.do_classifier_free_guidance:
-                    branches.append(("uncond", negative_prompt_embeds))
-                with memory.recording():
-                    if batched:
-                        self._batched_cfg_forward(
-                            memory, clean_input, zero_timestep, prompt_embeds, negative_prompt_embeds,
-                            attention_kwargs, cache_name="cond_uncond_record",
-                        )
-                    else:
-                        for branch, embeds in branches:
-                            self._transformer_forward(
-                                memory, branch, clean_input, zero_timestep, embeds, attention_kwargs,
-                                f"{branch}_record",
-                            )
-        return latents
-
-    def _decode_clip(self, latents: torch.Tensor) -> torch.Tensor:
-        """One clip's (normalised) latents -> its pixel video in `[-1, 1]`, `(batch, 3, frames, height, width)`."""
-        vae_device = get_module_execution_device(self.vae)
-        return self.vae.decode(
-            denormalize_latents(self.vae, latents.to(vae_device, dtype=self.vae.dtype)), return_dict=False
-        )[0]
-
-    def _clip_frames(self, decoded: torch.Tensor, latents: torch.Tensor, dropped: int, output_type: str):
-        """The frames a clip adds to the video (its first `dropped` condition frames left out), in `output_type`."""
-        if output_type == "latent":
-            return latents.cpu()
-        frames = self.video_processor.postprocess_video(decoded[:, :, dropped:], output_type=output_type)
-        return frames.cpu() if output_type == "pt" else frames
-
-    def _finished_clips(self, state: GenerationState, output_type: str) -> Iterator[LongVideoClip]:
-        """The clips a saved state has finished, re-decoded from their saved latents (what `__call__` returns for
-        them when resuming; the same device gives the same frames)."""
-        for clip_index, info in enumerate(state.clips):
-            latents = state.clip_latents(clip_index)
-            dropped = 0 if clip_index == 0 else int(info["num_condition_frames"])
-            decoded = None if output_type == "latent" else self._decode_clip(latents)
-            yield LongVideoClip(
-                clip_index=clip_index,
-                prompt=info["prompt"],
-                frames=self._clip_frames(decoded, latents, dropped, output_type),
-                frame_range=tuple(info["frame_range"]),
-                latents=latents,
-                latent_offset=int(info["latent_offset"]),
-                num_condition_frames=int(info["num_condition_frames"]),
-                attends=list(info["attends"]),
-                seconds=float(info["seconds"]),
-                kv_plan=[dict(entry) for entry in state.kv_plan[: clip_index + 1]],
-            )
-
-    def _clip_progress_bar(self, total: int | None):
-        if total is not None:
-            return self.progress_bar(total=total)
-        config = dict(getattr(self, "_progress_bar_config", {}))
-        return tqdm(total=None, **config)
-
-    @torch.no_grad()
-    def _clip_loop(
-        self,
-        prompts: list[str] | None,
-        prompt_source: Iterator[str],
-        negative_prompt,
-        first_condition: torch.Tensor | None,
-        height: int,
-        width: int,
-        num_frames: int,
-        num_condition_frames: int,
-        num_inference_steps: int,
-        guidance_scale: float,
-        batch_size: int,
-        generator,
-        latents: torch.Tensor | None,
-        output_type: str,
-        attention_kwargs,
-        callback_on_step_end,
-        callback_on_step_end_tensor_inputs,
-        callback_on_clip_end,
-        max_sequence_length: int,
-        kv_cache_clips: int,
-        max_cached_clips: int | None,
-        clip_selector,
-        kv_cache_config,
-        resumed: GenerationState | None = None,
-        state_writer: GenerationStateWriter | None = None,
-        settings: dict[str, Any] | None = None,
-        batch_cfg_branches: bool = True,
-    ) -> Iterator[LongVideoClip]:
-        self._guidance_scale = guidance_scale
-        self._attention_kwargs = attention_kwargs
-        self._current_timestep = None
-        self._interrupt = False
-
-        device = self._execution_device
-        transformer_dtype = self.transformer.dtype
-        vae_device = get_module_execution_device(self.vae)
-        scale_t = self.vae_scale_factor_temporal
-        z_dim = self.vae.config.z_dim
-        replacement = self.conditioning_mode == "replacement"
-        patch_t = self.transformer.config.patch_size[0]
-        clip_latent_frames = num_latent_frames(num_frames, scale_t)
-        condition_fill = "zeros" if replacement else self.config.condition_fill
-        num_clips = len(prompts) if prompts is not None else None
-
-        generators = generator if isinstance(generator, list) else [generator]
-        memory = self._create_clip_memory(kv_cache_clips, max_cached_clips, clip_selector, kv_cache_config)
-        try:
-            if state_writer is not None and memory is not None and not hasattr(memory, "export_state"):
-                raise TypeError(
-                    f"`state_dir` needs a clip memory with `export_state`; {type(memory).__name__} has none."
-                )
-            condition_pixels = first_condition
-            kv_plan: list[dict[str, Any]] = []
-            next_frame = 0
-            latent_offset = 0
-            first_clip = 0
-            finished_prompts: list[str] = []  # of the saved state
-            finished_info: list[dict[str, Any]] = []
-            if resumed is None:
-                # Plan the KV storage (all prompts known up front) or run it in streaming mode
-                if memory is not None:
-                    memory.plan(list(prompts) if prompts is not None else None)
-            else:
-                # Continue where the interrupted run stopped: its memory, condition frames, RNG states and progress
-                first_clip = resumed.num_clips_done
-                if memory is not None:
-                    memory.import_state(resumed.load_memory_state(), device=device)
-                condition_pixels = resumed.condition_pixels.to(vae_device)
-                kv_plan = [dict(entry) for entry in resumed.kv_plan]
-                next_frame, latent_offset = resumed.next_frame, resumed.latent_offset
-                finished_prompts, finished_info = list(resumed.prompts), [dict(info) for info in resumed.clips]
-                for g, saved_state in zip(generators, resumed.generator_states):
-                    g.set_state(saved_state)
-                if prompts is not None:
-                    prompt_source = iter(prompts[first_clip:])
-                else:  # an iterator yields the whole script again: its first prompts must be the finished clips'
-                    for clip_index, saved_prompt in enumerate(resumed.prompts):
-                        clip_prompt = next(prompt_source, None)
-                        if clip_prompt != saved_prompt:
-                            raise ValueError(
-                                f"`prompt` yields {clip_prompt!r} for clip {clip_index}, but the interrupted run had "
-                                f"{saved_prompt!r}: yield the same script from its first clip."
-                            )
-
-            negative_cache: tuple[str | None, torch.Tensor | None] = (None, None)
-            with self._clip_progress_bar(num_clips) as clip_bar:
-                if first_clip:
-                    clip_bar.update(first_clip)
-                for clip_index, clip_prompt in enumerate(prompt_source, start=first_clip):
-                    if not isinstance(clip_prompt, str):
-                        raise TypeError(
-                            f"`prompt` must yield str, got {type(clip_prompt).__name__} for clip {clip_index}."
-                        )
-                    start_time = time.perf_counter()
-                    self._current_clip_index = clip_index
-
-                    # 4. Encode this clip's prompt (the negative prompt only when it changes)
-                    clip_negative = (
-                        negative_prompt[clip_index] if isinstance(negative_prompt, (list, tuple)) else negative_prompt
-                    ) or ""
-                    cached_negative = negative_cache[1] if negative_cache[0] == clip_negative else None
-                    prompt_embeds, negative_prompt_embeds = self.encode_prompt(
-                        prompt=clip_prompt,
-                        negative_prompt=clip_negative,
-                        do_classifier_free_guidance=self.do_classifier_free_guidance,
-                        num_videos_per_prompt=batch_size,
-                        negative_prompt_embeds=cached_negative,
-                        max_sequence_length=max_sequence_length,
-                        device=device,
-                    )
-                    if negative_prompt_embeds is not None:
-                        negative_cache = (clip_negative, negative_prompt_embeds)
-                    prompt_embeds = prompt_embeds.to(transformer_dtype)
-                    if negative_prompt_embeds is not None:
-                        negative_prompt_embeds = negative_prompt_embeds.to(transformer_dtype)
-
-                    # 5. Condition: the last frames of the previous clip (or the given frames, for clip 0)
-                    num_known = condition_pixels.shape[2] if condition_pixels is not None else 0
-                    known_pixels = (
-                        condition_pixels
-                        if condition_pixels is not None
-                        else torch.zeros(batch_size, 3, 0, height, width, device=vae_device)
-                    )
-                    condition = prepare_extension_condition(
-                        self.vae, known_pixels, list(range(num_known)), num_frames, fill=condition_fill, device=device
-                    )
-
-                    # 6. Initial noise (`latents` is the first clip's) and the fixed eps of replacement conditioning
-                    clip_latents = self.prepare_latents(
-                        batch_size,
-                        z_dim,
-                        height,
-                        width,
-                        num_frames,
-                        torch.float32,
-                        device,
-                        generator,
-                        latents if clip_index == 0 else None,
-                    )
-                    replacement_noise = None
-                    if replacement and condition.known_latent_frames:
-                        shape = (batch_size, z_dim, len(condition.known_latent_frames), *clip_latents.shape[3:])
-                        replacement_noise = randn_tensor(
-                            shape, generator=generator, device=device, dtype=torch.float32
-                        )
-
-                    # 7. Select and gather the history K/V for this clip
-                    attends = list(memory.begin_clip(clip_index, clip_prompt)) if memory is not None else []
-
-                    # 8-10. Denoise with this clip's RoPE temporal offset, then record its K/V
-                    clip_latents = self._denoise_clip(
-                        clip_latents,
-                        condition,
-                        replacement_noise,
-                        prompt_embeds,
-                        negative_prompt_embeds,
-                        memory=memory,
-                        rope_offset=latent_offset // patch_t,
-                        num_inference_steps=num_inference_steps,
-                        guidance_scale=guidance_scale,
-                        attention_kwargs=attention_kwargs,
-                        callback_on_step_end=callback_on_step_end,
-                        callback_on_step_end_tensor_inputs=callback_on_step_end_tensor_inputs,
-                        batch_cfg_branches=batch_cfg_branches,
-                    )
-                    entry = {
-                        "clip": clip_index,
-                        "prompt": clip_prompt,
-                        "attends": attends,
-                        "stored": False,
-                        "evicted": [],
-                    }
-                    if memory is not None and not self.interrupt:
-                        memory.end_clip(clip_index)
-                        kv_plan = [dict(e) for e in memory.plan_summary()]
-                    else:  # no KV cache, or an interrupted clip (not stored)
-                        kv_plan.append(entry)
-
-                    # 11. Decode this clip (never the whole video), keep its last frames as the next condition
-                    is_last = (num_clips is not None and clip_index == num_clips - 1) or self.interrupt
-                    dropped = 0 if clip_index == 0 else num_known
-                    if output_type == "latent" and is_last:
-                        frames = clip_latents.cpu()
-                    else:
-                        decoded = self._decode_clip(clip_latents)
-                        condition_pixels = decoded[:, :, -num_condition_frames:].to(torch.float32).clone()
-                        frames = self._clip_frames(decoded, clip_latents, dropped, output_type)
-                        del decoded
-                    kept = num_frames - dropped
-                    clip = LongVideoClip(
-                        clip_index=clip_index,
-                        prompt=clip_prompt,
-                        frames=frames,
-                        frame_range=(next_frame, next_frame + kept),
-                        latents=clip_latents.cpu(),
-                        latent_offset=latent_offset,
-                        num_condition_frames=num_known,
-                        attends=attends,
-                        seconds=time.perf_counter() - start_time,
-                        kv_plan=kv_plan,
-                    )
-                    next_frame += kept
-                    latent_offset += clip_latent_frames - num_latent_frames(num_condition_frames, scale_t)
-                    clip_bar.update()
-
-                    if callback_on_clip_end is not None:
-                        callback_on_clip_end(self, clip_index, frames, clip.info)
-                    # Save the state after the callback (what it writes out is part of the finished clip)
-                    if state_writer is not None and not self.interrupt:
-                        finished_prompts.append(clip_prompt)
-                        finished_info.append(clip.info)
-                        state_writer.write(
-                            GenerationState(
-                                num_clips_done=clip_index + 1,
-                                settings=settings,
-                                prompts=finished_prompts,
-                                clips=finished_info,
-                                kv_plan=kv_plan,
-                                next_frame=next_frame,
-                                latent_offset=latent_offset,
-                                condition_pixels=condition_pixels,
-                                device=str(device),
-                            ),
-                            clip_latents=clip.latents,
-                            memory_state=memory.export_state() if memory is not None else None,
-                            generators=generators,
-                        )
-                    yield clip
-                    if self.interrupt:
-                        break
-        finally:
-            if memory is not None:
-                memory.close()
-            self._current_clip_index = None
-            self._current_timestep = None
-            # Offload all models
-            self.maybe_free_model_hooks()
+        return self._start(LongVideoCall.from_arguments(locals()), include_finished=False)[1]
 
     @torch.no_grad()
     @replace_example_docstring(EXAMPLE_DOC_STRING)
@@ -1674,83 +762,499 @@ class LongVideoExtensionPipeline(DiffusionPipeline, WanLoraLoaderMixin):
                 If `return_dict` is `True`, a [`LongVideoPipelineOutput`], otherwise the tuple
                 `(frames, clip_frame_ranges, kv_plan)`.
         """
+        call = LongVideoCall.from_arguments(locals())
         if prompt is not None and not isinstance(prompt, (str, list, tuple)):
             # (`generate_clips` also takes an iterator of prompts; a call returns one stitched video of known length)
             raise TypeError(
                 f"`prompt` must be a str or a list of str (one per clip), got {type(prompt).__name__}; use "
                 "`generate_clips` for prompts that arrive one at a time."
             )
-        clips, resumed = self._start_generation(
+        call, clips = self._start(call, include_finished=True)
+        output = LongVideoPipelineOutput.from_clips(clips, call.output_type, call.batch_size, call.total_frames)
+        if not return_dict:
+            return (output.frames, output.clip_frame_ranges, output.kv_plan)
+        return output
+
+    def _model_input(self, latents: torch.Tensor, condition) -> torch.Tensor:
+        # 36 channels: [latents | mask | condition latent]; 16 channels: the (replaced) latents themselves
+        model_input = latents if self.conditioning_mode == "replacement" else condition.model_input(latents)
+        return model_input.to(self.transformer.dtype)
+
+    def _transformer_forward(
+        self,
+        memory,
+        branch: str,
+        hidden_states: torch.Tensor,
+        timestep: torch.Tensor,
+        encoder_hidden_states: torch.Tensor,
+        attention_kwargs: dict[str, Any] | None,
+        cache_name: str,
+        **cache_kwargs,
+    ) -> torch.Tensor:
+        # the CFG branch is told both to diffusers' cache hooks and to the cross-clip memory
+        with ExitStack() as stack:
+            stack.enter_context(self.transformer.cache_context(cache_name, **cache_kwargs))
+            if memory is not None:
+                stack.enter_context(memory.branch(branch))
+            return self.transformer(
+                hidden_states=hidden_states,
+                timestep=timestep,
+                encoder_hidden_states=encoder_hidden_states,
+                attention_kwargs=attention_kwargs,
+                return_dict=False,
+            )[0]
+
+    def _can_batch_cfg_branches(
+        self, memory, prompt_embeds: torch.Tensor, negative_prompt_embeds: torch.Tensor | None
+    ) -> bool:
+        """Whether the CFG branches can run as one forward: guidance on, both embeddings of the same shape, and no
+        memory or one whose cache serves both branches in one forward (`CrossClipKVCache.batched_branches`); a
+        memory that only knows `branch(...)` gets one forward per branch."""
+        if memory is not None and not hasattr(getattr(memory, "cache", None), "batched_branches"):
+            return False
+        return (
+            self.do_classifier_free_guidance
+            and negative_prompt_embeds is not None
+            and negative_prompt_embeds.shape == prompt_embeds.shape
+        )
+
+    def _batched_cfg_forward(
+        self,
+        memory,
+        hidden_states: torch.Tensor,
+        timestep: torch.Tensor,
+        prompt_embeds: torch.Tensor,
+        negative_prompt_embeds: torch.Tensor,
+        attention_kwargs: dict[str, Any] | None,
+        cache_name: str = "cond_uncond",
+        **cache_kwargs,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Cond and uncond as one forward of batch `2B` (rows `[0, B)` cond, `[B, 2B)` uncond); returns both
+        predictions. Under the cross-clip memory each half attends (and records) its own branch's history
+        (`CrossClipKVCache.batched_branches`), so the result equals two forwards to float rounding."""
+        with ExitStack() as stack:
+            stack.enter_context(self.transformer.cache_context(cache_name, **cache_kwargs))
+            cache = getattr(memory, "cache", None)
+            if cache is not None:
+                stack.enter_context(cache.batched_branches(("cond", "uncond")))
+            output = self.transformer(
+                hidden_states=torch.cat([hidden_states, hidden_states]),
+                timestep=torch.cat([timestep, timestep]),
+                encoder_hidden_states=torch.cat([prompt_embeds, negative_prompt_embeds]),
+                attention_kwargs=attention_kwargs,
+                return_dict=False,
+            )[0]
+        noise_cond, noise_uncond = output.chunk(2)
+        return noise_cond, noise_uncond
+
+
+    def _predict_noise(
+        self,
+        memory,
+        batched: bool,
+        latent_model_input: torch.Tensor,
+        timestep: torch.Tensor,
+        prompt_embeds: torch.Tensor,
+        negative_prompt_embeds: torch.Tensor | None,
+        guidance_scale: float,
+        attention_kwargs: dict[str, Any] | None,
+        cache_kwargs: dict[str, Any],
+    ) -> torch.Tensor:
+        """The (guided) noise prediction of one step: cond and uncond as one forward of batch 2B (`batched`), or
+        one forward per branch."""
+        if batched:
+            noise_pred, noise_uncond = self._batched_cfg_forward(
+                memory, latent_model_input, timestep, prompt_embeds, negative_prompt_embeds, attention_kwargs,
+                **cache_kwargs,
+            )  # fmt: skip
+        else:
+            noise_pred = self._transformer_forward(
+                memory, "cond", latent_model_input, timestep, prompt_embeds, attention_kwargs, "cond", **cache_kwargs
+            )
+            noise_uncond = None
+            if self.do_classifier_free_guidance:
+                noise_uncond = self._transformer_forward(
+                    memory, "uncond", latent_model_input, timestep, negative_prompt_embeds, attention_kwargs,
+                    "uncond", **cache_kwargs,
+                )  # fmt: skip
+        if noise_uncond is None:
+            return noise_pred
+        return noise_uncond + guidance_scale * (noise_pred - noise_uncond)
+
+    def _denoise_clip(
+        self,
+        call: LongVideoCall,
+        latents: torch.Tensor,
+        condition,
+        replacement_noise: torch.Tensor | None,
+        prompt_embeds: torch.Tensor,
+        negative_prompt_embeds: torch.Tensor | None,
+        memory,
+        rope_offset: int,
+    ) -> torch.Tensor:
+        """The denoising loop of one clip, then (clean mode) the forward that records its K/V. Returns its latents."""
+        device = latents.device
+        record_from_last_step = memory is not None and memory.record_from_last_step
+        batched = call.batch_cfg_branches and self._can_batch_cfg_branches(
+            memory, prompt_embeds, negative_prompt_embeds
+        )
+
+        # Prepare timesteps (T-RFlow's may stop before `num_inference_steps`)
+        num_inference_steps = call.num_inference_steps
+        self.scheduler.set_timesteps(num_inference_steps, device=device)
+        timesteps = self.scheduler.timesteps
+        num_warmup_steps = len(timesteps) - num_inference_steps * self.scheduler.order
+        self._num_timesteps = len(timesteps)
+        # We set the index here to remove DtoH sync, helpful especially during compilation.
+        self.scheduler.set_begin_index(0)
+        sigmas = getattr(self.scheduler, "sigmas", None)
+
+        with rope_frame_offset(self.transformer, rope_offset):
+            with self.progress_bar(total=len(timesteps)) as progress_bar:
+                for i, t in enumerate(timesteps):
+                    if self.interrupt:
+                        continue
+
+                    self._current_timestep = t
+                    sigma = (
+                        float(sigmas[i])
+                        if sigmas is not None
+                        else float(t) / self.scheduler.config.num_train_timesteps
+                    )
+                    if replacement_noise is not None:
+                        # replacement conditioning: known frames of x_sigma = (1 - sigma) c + sigma eps
+                        latents = condition.replace_known(latents, sigma, replacement_noise)
+
+                    latent_model_input = self._model_input(latents, condition)
+                    timestep = t.expand(latents.shape[0])
+                    cache_kwargs = {"step_index": i, "sigma": sigma, "num_inference_steps": self._num_timesteps}
+                    last_step = i == len(timesteps) - 1
+                    with memory.recording() if record_from_last_step and last_step else nullcontext():
+                        noise_pred = self._predict_noise(
+                            memory, batched, latent_model_input, timestep, prompt_embeds, negative_prompt_embeds,
+                            call.guidance_scale, call.attention_kwargs, cache_kwargs,
+                        )  # fmt: skip
+
+                    # compute the previous noisy sample x_t -> x_t-1
+                    latents = self.scheduler.step(noise_pred, t, latents, return_dict=False)[0]
+
+                    if call.callback_on_step_end is not None:
+                        tensors = {
+                            "latents": latents,
+                            "prompt_embeds": prompt_embeds,
+                            "negative_prompt_embeds": negative_prompt_embeds,
+                        }
+                        callback_kwargs = {k: tensors[k] for k in call.callback_on_step_end_tensor_inputs}
+                        callback_outputs = call.callback_on_step_end(self, i, t, callback_kwargs)
+                        if callback_outputs is None:  # a callback that only observes changes nothing
+                            callback_outputs = {}
+                        elif not isinstance(callback_outputs, dict):
+                            raise TypeError(
+                                "`callback_on_step_end` must return a dict of the tensors it changes (or None), got "
+                                f"{type(callback_outputs).__name__}."
+                            )
+
+                        latents = callback_outputs.pop("latents", latents)
+                        prompt_embeds = callback_outputs.pop("prompt_embeds", prompt_embeds)
+                        negative_prompt_embeds = callback_outputs.pop("negative_prompt_embeds", negative_prompt_embeds)
+
+                    if last_step or ((i + 1) > num_warmup_steps and (i + 1) % self.scheduler.order == 0):
+                        progress_bar.update()
+
+                    if XLA_AVAILABLE:
+                        xm.mark_step()
+
+            self._current_timestep = None
+            # The fully known latent frames are exactly the condition's, in both modes: an extension model is not
+            # trained to reproduce them (stage 1 excludes them from the loss), and they are what the clip's K/V
+            # record and what clip 0 shows of a continued `video` / `image`.
+            latents = condition.replace_known(latents, 0.0)
+
+            # Record the finished clip's K/V: one forward of the clean clip at timestep 0 per CFG branch, skipped when
+            # the storage plan will not keep this clip. Its own cache context keeps diffusers' cache hooks apart.
+            stores = getattr(memory, "stores_current_clip", True)
+            if memory is not None and not record_from_last_step and stores and not self.interrupt:
+                clean_input = self._model_input(latents, condition)
+                zero_timestep = torch.zeros(latents.shape[0], device=device, dtype=timesteps.dtype)
+                branches = [("cond", prompt_embeds)]
+                if self.do_classifier_free_guidance:
+                    branches.append(("uncond", negative_prompt_embeds))
+                with memory.recording():
+                    if batched:
+                        self._batched_cfg_forward(
+                            memory, clean_input, zero_timestep, prompt_embeds, negative_prompt_embeds,
+                            call.attention_kwargs, cache_name="cond_uncond_record",
+                        )  # fmt: skip
+                    else:
+                        for branch, embeds in branches:
+                            self._transformer_forward(
+                                memory, branch, clean_input, zero_timestep, embeds, call.attention_kwargs,
+                                f"{branch}_record",
+                            )  # fmt: skip
+        return latents
+
+    def _start(self, call: LongVideoCall, include_finished: bool) -> tuple[LongVideoCall, Iterator[LongVideoClip]]:
+        """Run `_generate` to its first yield, the checked call, so that bad inputs (and a bad saved state) raise on
+        the call itself, before the first clip is asked for; returns the checked call and the clip iterator."""
+        clips = self._generate(call, include_finished)
+        return next(clips), clips
+
+    @torch.no_grad()
+    def _generate(self, call: LongVideoCall, include_finished: bool) -> Iterator[LongVideoCall | LongVideoClip]:
+        """The whole generation: yields the checked call (see `_start`), then the clips, the finished clips of a
+        resumed run first when `include_finished`."""
+        # 1. Check inputs. Raise error if not correct
+        call = self.check_inputs(call, allow_prompt_iterator=True)
+
+        # 2. Define call parameters: the frames conditioning the first clip, the resumable run and its generators
+        first_condition = self.prepare_first_condition(
+            call.image, call.video, call.height, call.width, call.num_condition_frames, call.batch_size
+        )
+        call, run = self._open_resumable_run(call, first_condition)
+        yield call
+        if include_finished and run is not None:  # the returned video holds the clips finished before an interruption
+            yield from run.finished_clips(partial(self._clip_frames, output_type=call.output_type))
+
+        self._guidance_scale = call.guidance_scale
+        self._attention_kwargs = call.attention_kwargs
+        self._current_timestep = None
+        self._interrupt = False
+        device = self._execution_device
+        vae_device = get_module_execution_device(self.vae)
+        patch_t = self.transformer.config.patch_size[0]
+        generators = call.generator if isinstance(call.generator, list) else [call.generator]
+        prompt_source = iter(call.prompts if call.prompts is not None else call.prompt)
+
+        # 3. The cross-clip memory and the start: clip 0 (KV storage planned for all prompts, or streaming), or the
+        # clip where an interrupted run stopped (its memory, condition frames, RNG states and progress restored)
+        memory = self._create_clip_memory(call)
+        try:
+            if run is not None:
+                run.check_memory(memory)
+            if run is not None and run.resumed is not None:
+                position = run.restore(memory, generators, device, vae_device)
+                prompt_source = run.remaining_prompts(call.prompts, prompt_source)
+            else:
+                if memory is not None:
+                    memory.plan(list(call.prompts) if call.prompts is not None else None)
+                position = GenerationState.initial(first_condition, run.settings if run else None, str(device))
+
+            negative_cache: dict[str, torch.Tensor] = {}
+            with self._clip_progress_bar(call.num_clips_known) as clip_bar:
+                if position.num_clips_done:
+                    clip_bar.update(position.num_clips_done)
+                for clip_index, clip_prompt in enumerate(prompt_source, start=position.num_clips_done):
+                    if not isinstance(clip_prompt, str):
+                        raise TypeError(
+                            f"`prompt` must yield str, got {type(clip_prompt).__name__} for clip {clip_index}."
+                        )
+                    start_time = time.perf_counter()
+                    self._current_clip_index = clip_index
+
+                    # 4. Encode this clip's prompt (the negative prompt only when it changes)
+                    prompt_embeds, negative_prompt_embeds = self._encode_clip_prompt(
+                        call, clip_index, clip_prompt, negative_cache, device
+                    )
+
+                    # 5. Condition: the last frames of the previous clip (or the given frames, for clip 0); initial
+                    # noise (`latents` is the first clip's) and the fixed eps of replacement conditioning
+                    condition, latents, replacement_noise = self._prepare_clip(
+                        call, clip_index, position.condition_pixels, device, vae_device
+                    )
+
+                    # 6. Select and gather the history K/V for this clip
+                    attends = list(memory.begin_clip(clip_index, clip_prompt)) if memory is not None else []
+
+                    # 7. Denoise with this clip's RoPE temporal offset, then record its K/V
+                    latents = self._denoise_clip(
+                        call,
+                        latents,
+                        condition,
+                        replacement_noise,
+                        prompt_embeds,
+                        negative_prompt_embeds,
+                        memory=memory,
+                        rope_offset=position.latent_offset // patch_t,
+                    )
+
+                    # 8. Store and evict K/V as planned
+                    if memory is not None and not self.interrupt:
+                        memory.end_clip(clip_index)
+                        position.kv_plan = memory.plan_summary()
+                    else:  # no KV cache, or an interrupted clip (not stored)
+                        entry = ClipPlan(clip_index, clip_prompt, tuple(attends), tuple(attends), False, ())
+                        position.kv_plan.append(entry.to_dict())
+
+                    # 9. Decode this clip (never the whole video), keep its last frames as the next condition
+                    clip = self._finish_clip(call, clip_index, clip_prompt, latents, attends, position, start_time)
+                    clip_bar.update()
+
+                    # 10. Save the state after the callback (what it writes out is part of the finished clip)
+                    if call.callback_on_clip_end is not None:
+                        call.callback_on_clip_end(self, clip_index, clip.frames, clip.info)
+                    if run is not None and not self.interrupt:
+                        memory_state = memory.export_state() if memory is not None else None
+                        run.save(position, clip, memory_state, generators)
+                    yield clip
+                    if self.interrupt:
+                        break
+        finally:
+            if memory is not None:
+                memory.close()
+            self._current_clip_index = None
+            self._current_timestep = None
+            # Offload all models
+            self.maybe_free_model_hooks()
+
+    def _open_resumable_run(
+        self, call: LongVideoCall, first_condition: torch.Tensor | None
+    ) -> tuple[LongVideoCall, ResumableRun | None]:
+        """With `state_dir`: the run's saved state (checked against this call's settings), its generators and state
+        writer. Returns the call with the run's generators."""
+        if call.state_dir is None:
+            return call, None
+        run = ResumableRun(call.state_dir, call.resume)
+        if getattr(self.scheduler.config, "stochastic_sampling", False):
+            logger.warning(
+                "The scheduler samples stochastically from torch's global RNG, which the generation state does "
+                "not save: a resumed run will not reproduce the uninterrupted one."
+            )
+        call = replace(call, generator=run.generators(call.generator))
+        selector = cache_config = None
+        if call.kv_cache_clips > 0:
+            selector, cache_config = self._resolve_memory_options(call.clip_selector, call.kv_cache_config)
+            if cache_config is None:
+                from ...attention.kv_cache import CrossClipKVCacheConfig
+
+                cache_config = CrossClipKVCacheConfig()
+        settings = ResumableRun.settings_of(call, self, first_condition, selector, cache_config)
+        run.open(settings, str(self._execution_device))
+        return call, run
+
+    def _encode_clip_prompt(
+        self,
+        call: LongVideoCall,
+        clip_index: int,
+        prompt: str,
+        negative_cache: dict[str, torch.Tensor],
+        device: torch.device,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The prompt embeddings of clip `clip_index` in the transformer's dtype; `negative_cache` holds the last
+        negative prompt's embeddings, encoded again only when the negative prompt changes."""
+        negative_prompt = call.negative_prompt_of(clip_index)
+        prompt_embeds, negative_prompt_embeds = self.encode_prompt(
             prompt=prompt,
             negative_prompt=negative_prompt,
-            num_clips=num_clips,
-            image=image,
-            video=video,
-            height=height,
-            width=width,
-            num_frames=num_frames,
-            num_condition_frames=num_condition_frames,
-            num_inference_steps=num_inference_steps,
-            guidance_scale=guidance_scale,
-            num_videos_per_prompt=num_videos_per_prompt,
-            generator=generator,
-            latents=latents,
-            output_type=output_type,
-            attention_kwargs=attention_kwargs,
-            callback_on_step_end=callback_on_step_end,
-            callback_on_step_end_tensor_inputs=callback_on_step_end_tensor_inputs,
-            callback_on_clip_end=callback_on_clip_end,
-            max_sequence_length=max_sequence_length,
-            kv_cache_clips=kv_cache_clips,
-            max_cached_clips=max_cached_clips,
-            clip_selector=clip_selector,
-            kv_cache_config=kv_cache_config,
-            state_dir=state_dir,
-            resume=resume,
-            batch_cfg_branches=batch_cfg_branches,
+            do_classifier_free_guidance=self.do_classifier_free_guidance,
+            num_videos_per_prompt=call.batch_size,
+            negative_prompt_embeds=negative_cache.get(negative_prompt),
+            max_sequence_length=call.max_sequence_length,
+            device=device,
         )
-        if resumed is not None:  # the returned video holds the clips finished before the interruption too
-            clips = itertools.chain(self._finished_clips(resumed, output_type), clips)
-        num_clips = num_clips if not isinstance(prompt, (list, tuple)) else len(prompt)
-        num_clips = num_clips or 1
-        total_frames = num_frames + (num_clips - 1) * (num_frames - num_condition_frames)
+        transformer_dtype = self.transformer.dtype
+        if negative_prompt_embeds is not None:
+            negative_cache.clear()
+            negative_cache[negative_prompt] = negative_prompt_embeds
+            negative_prompt_embeds = negative_prompt_embeds.to(transformer_dtype)
+        return prompt_embeds.to(transformer_dtype), negative_prompt_embeds
 
-        stitched = None  # np / pt: pre-allocated once, so stitching never holds two copies of the video
-        pil_videos: list[list[PIL.Image.Image]] = [[] for _ in range(num_videos_per_prompt)]
-        latents_per_clip: list[torch.Tensor] = []
-        ranges: list[tuple[int, int]] = []
-        prompts: list[str] = []
-        seconds: list[float] = []
-        kv_plan: list[dict[str, Any]] = []
-        for clip in clips:
-            start, end = clip.frame_range
-            if output_type == "latent":
-                latents_per_clip.append(clip.frames)
-            elif output_type == "pil":
-                for video_frames, new_frames in zip(pil_videos, clip.frames):
-                    video_frames.extend(new_frames)
-            else:
-                if stitched is None:
-                    shape = (clip.frames.shape[0], total_frames, *clip.frames.shape[2:])
-                    if output_type == "np":
-                        stitched = np.empty(shape, dtype=clip.frames.dtype)
-                    else:
-                        stitched = torch.empty(shape, dtype=clip.frames.dtype)
-                stitched[:, start:end] = clip.frames
-            ranges.append((start, end))
-            prompts.append(clip.prompt)
-            seconds.append(clip.seconds)
-            kv_plan = clip.kv_plan
+    def _prepare_clip(
+        self,
+        call: LongVideoCall,
+        clip_index: int,
+        condition_pixels: torch.Tensor | None,
+        device: torch.device,
+        vae_device: torch.device,
+    ) -> tuple[Any, torch.Tensor, torch.Tensor | None]:
+        """The condition of a clip (from `condition_pixels`, its known first frames), its initial noise and, in
+        replacement mode, the fixed noise of its known latent frames."""
+        replacement = self.conditioning_mode == "replacement"
+        batch_size, z_dim = call.batch_size, self.vae.config.z_dim
+        if condition_pixels is None:
+            condition_pixels = torch.zeros(batch_size, 3, 0, call.height, call.width, device=vae_device)
+        condition = prepare_extension_condition(
+            self.vae,
+            condition_pixels,
+            list(range(condition_pixels.shape[2])),
+            call.num_frames,
+            fill="zeros" if replacement else self.config.condition_fill,
+            device=device,
+        )
+        first_latents = call.latents if clip_index == 0 else None
+        latents = self.prepare_latents(
+            batch_size, z_dim, call.height, call.width, call.num_frames, torch.float32, device, call.generator,
+            first_latents,
+        )  # fmt: skip
+        replacement_noise = None
+        if replacement and condition.known_latent_frames:
+            shape = (batch_size, z_dim, len(condition.known_latent_frames), *latents.shape[3:])
+            replacement_noise = randn_tensor(shape, generator=call.generator, device=device, dtype=torch.float32)
+        return condition, latents, replacement_noise
 
-        if output_type == "latent":
-            frames = latents_per_clip
-        elif output_type == "pil":
-            frames = pil_videos
+    def _finish_clip(
+        self,
+        call: LongVideoCall,
+        clip_index: int,
+        prompt: str,
+        latents: torch.Tensor,
+        attends: list[int],
+        position: GenerationState,
+        start_time: float,
+    ) -> LongVideoClip:
+        """Decode a denoised clip into the frames it adds, keep its last frames as the next clip's condition and
+        advance `position` past it."""
+        num_known = 0 if position.condition_pixels is None else position.condition_pixels.shape[2]
+        dropped = 0 if clip_index == 0 else num_known
+        is_last = (call.num_clips_known is not None and clip_index == call.num_clips_known - 1) or self.interrupt
+        if call.output_type == "latent" and is_last:
+            frames = latents.cpu()
         else:
-            frames = stitched[:, : ranges[-1][1]]  # shorter only if interrupted
-
-        if not return_dict:
-            return (frames, ranges, kv_plan)
-        return LongVideoPipelineOutput(
-            frames=frames, clip_frame_ranges=ranges, kv_plan=kv_plan, prompts=prompts, clip_seconds=seconds
+            decoded = self._decode_clip(latents)
+            position.condition_pixels = decoded[:, :, -call.num_condition_frames :].to(torch.float32).clone()
+            frames = self._clip_frames(latents, dropped, call.output_type, decoded=decoded)
+            del decoded
+        kept = call.num_frames - dropped
+        clip = LongVideoClip(
+            clip_index=clip_index,
+            prompt=prompt,
+            frames=frames,
+            frame_range=(position.next_frame, position.next_frame + kept),
+            latents=latents.cpu(),
+            latent_offset=position.latent_offset,
+            num_condition_frames=num_known,
+            attends=attends,
+            seconds=time.perf_counter() - start_time,
+            kv_plan=list(position.kv_plan),
         )
+        scale_t = self.vae_scale_factor_temporal
+        position.num_clips_done = clip_index + 1
+        position.next_frame += kept
+        position.latent_offset += num_latent_frames(call.num_frames, scale_t) - num_latent_frames(
+            call.num_condition_frames, scale_t
+        )
+        return clip
+
+    def _decode_clip(self, latents: torch.Tensor) -> torch.Tensor:
+        """One clip's (normalised) latents -> its pixel video in `[-1, 1]`, `(batch, 3, frames, height, width)`."""
+        vae_device = get_module_execution_device(self.vae)
+        return self.vae.decode(
+            denormalize_latents(self.vae, latents.to(vae_device, dtype=self.vae.dtype)), return_dict=False
+        )[0]
+
+    def _clip_frames(
+        self, latents: torch.Tensor, dropped: int, output_type: str, decoded: torch.Tensor | None = None
+    ) -> Any:
+        """The frames a clip adds to the video (its first `dropped` condition frames left out), in `output_type`;
+        `decoded` are its decoded pixels when already at hand."""
+        if output_type == "latent":
+            return latents.cpu()
+        if decoded is None:
+            decoded = self._decode_clip(latents)
+        frames = self.video_processor.postprocess_video(decoded[:, :, dropped:], output_type=output_type)
+        return frames.cpu() if output_type == "pt" else frames
+
+    def _clip_progress_bar(self, total: int | None):
+        if total is not None:
+            return self.progress_bar(total=total)
+        config = dict(getattr(self, "_progress_bar_config", {}))
+        return tqdm(total=None, **config)

@@ -1,6 +1,7 @@
 # Copyright 2026 The diffusers-longvid contributors. Licensed under the Apache License, Version 2.0.
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,6 +42,57 @@ class LongVideoPipelineOutput(BaseOutput):
     kv_plan: list[dict[str, Any]] = field(default_factory=list)
     prompts: list[str] = field(default_factory=list)
     clip_seconds: list[float] = field(default_factory=list)
+
+    @classmethod
+    def from_clips(
+        cls, clips: Iterable[LongVideoClip], output_type: str, num_videos: int, total_frames: int
+    ) -> LongVideoPipelineOutput:
+        r"""
+        Stitch the clips of a video, as they come, into one output.
+
+        Args:
+            clips (`Iterable[LongVideoClip]`): The clips in order (consumed one at a time).
+            output_type (`str`): Their `output_type` (`"np"`, `"pt"`, `"pil"` or `"latent"`).
+            num_videos (`int`): The batch size (`num_videos_per_prompt`).
+            total_frames (`int`):
+                Frames of the whole video: `"np"` / `"pt"` frames are written into one buffer of this length,
+                allocated once, so that stitching never holds two copies of the video; an interrupted video is cut
+                to the frames it has.
+        """
+        stitched = None
+        pil_videos: list[list[PIL.Image.Image]] = [[] for _ in range(num_videos)]
+        latents_per_clip: list[torch.Tensor] = []
+        ranges: list[tuple[int, int]] = []
+        prompts: list[str] = []
+        seconds: list[float] = []
+        kv_plan: list[dict[str, Any]] = []
+        for clip in clips:
+            start, end = clip.frame_range
+            if output_type == "latent":
+                latents_per_clip.append(clip.frames)
+            elif output_type == "pil":
+                for video_frames, new_frames in zip(pil_videos, clip.frames):
+                    video_frames.extend(new_frames)
+            else:
+                if stitched is None:
+                    shape = (clip.frames.shape[0], total_frames, *clip.frames.shape[2:])
+                    if output_type == "np":
+                        stitched = np.empty(shape, dtype=clip.frames.dtype)
+                    else:
+                        stitched = torch.empty(shape, dtype=clip.frames.dtype)
+                stitched[:, start:end] = clip.frames
+            ranges.append((start, end))
+            prompts.append(clip.prompt)
+            seconds.append(clip.seconds)
+            kv_plan = clip.kv_plan
+
+        if output_type == "latent":
+            frames = latents_per_clip
+        elif output_type == "pil":
+            frames = pil_videos
+        else:
+            frames = stitched[:, : ranges[-1][1]]  # shorter only if interrupted
+        return cls(frames=frames, clip_frame_ranges=ranges, kv_plan=kv_plan, prompts=prompts, clip_seconds=seconds)
 
 
 @dataclass

@@ -24,17 +24,30 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from diffusers.utils import logging
 from safetensors.torch import load_file, save_file
 
+from .pipeline_output import LongVideoClip
+
+if TYPE_CHECKING:
+    from .call import LongVideoCall
+
 logger = logging.get_logger(__name__)  # pylint: disable=invalid-name
 
-__all__ = ["GenerationState", "GenerationStateError", "GenerationStateWriter", "file_sha256", "tensor_fingerprint"]
+__all__ = [
+    "GenerationState",
+    "GenerationStateError",
+    "GenerationStateWriter",
+    "ResumableRun",
+    "file_sha256",
+    "tensor_fingerprint",
+]
 
 STATE_FORMAT = "diffusers_longvid.generation_state"
 STATE_VERSION = 1
@@ -272,6 +285,27 @@ class GenerationState:
     memory: dict[str, Any] | None = None
     state_dir: Path | None = None
 
+    @classmethod
+    def initial(
+        cls,
+        condition_pixels: torch.Tensor | None,
+        settings: dict[str, Any] | None = None,
+        device: str | None = None,
+    ) -> GenerationState:
+        """The state before clip 0 (no clip finished): where a new run starts. `condition_pixels` are the frames
+        given to condition the first clip (`image` / `video`), or `None`."""
+        return cls(
+            num_clips_done=0,
+            settings=settings if settings is not None else {},
+            prompts=[],
+            clips=[],
+            kv_plan=[],
+            next_frame=0,
+            latent_offset=0,
+            condition_pixels=condition_pixels,
+            device=device,
+        )
+
     # ------------------------------------------------------------------ reading
     @staticmethod
     def exists(state_dir: str | os.PathLike) -> bool:
@@ -497,3 +531,231 @@ class GenerationStateWriter:
         self._kv_files, self._carry_file, self._checksums = kv_files, carry_file, checksums
         state.memory = memory_meta
         state.state_dir = folder
+
+
+class ResumableRun:
+    r"""
+    The resumable side of one generation (`state_dir=` / `resume=` of the pipeline): the saved state a resumed run
+    continues from, the settings that must not change, and the writer that saves the state after every clip.
+
+    The pipeline opens it before any model work (`ResumableRun(state_dir, resume)`, then `generators` and `open`);
+    the clip loop then calls `restore` (a resumed run), `remaining_prompts` and, after every finished clip, `save`.
+
+    Args:
+        state_dir (`str` or `os.PathLike`): The state folder.
+        resume (`bool`): Continue the state saved in `state_dir`; otherwise the folder must not hold one.
+
+    Raises:
+        `GenerationStateError`: `resume=True` and the folder holds no readable state. `ValueError`: `resume=False`
+        and the folder already holds a state.
+    """
+
+    def __init__(self, state_dir: str | os.PathLike, resume: bool) -> None:
+        self.state_dir = state_dir
+        self.resumed: GenerationState | None = None
+        if resume:
+            self.resumed = GenerationState.load(state_dir)
+        elif GenerationState.exists(state_dir):
+            raise ValueError(
+                f"`state_dir` {str(state_dir)!r} already holds the state of a run: pass `resume=True` to continue "
+                "it, or choose an empty folder."
+            )
+        self.settings: dict[str, Any] = {}
+        self._writer: GenerationStateWriter | None = None
+
+    def generators(
+        self, generator: torch.Generator | list[torch.Generator] | None
+    ) -> torch.Generator | list[torch.Generator]:
+        """The generator(s) of the run. Every clip's noise must be reproducible from a saved RNG state, so without a
+        `generator` a new run gets its own CPU generator (seeded from torch's global RNG), and a resumed run gets
+        generators on the saved devices. The saved RNG states are set by `restore`."""
+        resumed = self.resumed
+        if resumed is None:
+            if generator is None:
+                generator = torch.Generator("cpu").manual_seed(int(torch.randint(0, 2**62, (1,)).item()))
+            return generator
+        if generator is None:
+            generators = [torch.Generator(device) for device in resumed.generator_devices]
+            return generators if resumed.settings.get("generator", {}).get("list") else generators[0]
+        for g, device in zip(generator if isinstance(generator, list) else [generator], resumed.generator_devices):
+            if torch.device(g.device).type != torch.device(device).type:
+                raise ValueError(
+                    f"`generator` is on {g.device} but the interrupted run's was on {device}: an RNG state restores "
+                    "only on the same device type."
+                )
+        return generator
+
+    @staticmethod
+    def settings_of(
+        call: LongVideoCall,
+        pipeline: Any,
+        first_condition: torch.Tensor | None,
+        clip_selector: Any = None,
+        kv_cache_config: Any = None,
+    ) -> dict[str, Any]:
+        """What must be equal for a resumed run to continue the interrupted one exactly, keyed by argument name.
+        Model weights are not hashed (too slow for a 1.3B model); their configs, dtypes and LoRA adapters are
+        compared.
+
+        Args:
+            call (`LongVideoCall`): The checked call (with the run's generators).
+            pipeline (`LongVideoExtensionPipeline`): Its components and `condition_fill` are part of the settings.
+            first_condition (`torch.Tensor`, *optional*): The frames conditioning the first clip (fingerprinted).
+            clip_selector (`ClipSelector`, *optional*): The selector of the run (`None` without KV cache).
+            kv_cache_config (`CrossClipKVCacheConfig`, *optional*): The cache config of the run (`None` without).
+        """
+
+        def component(module: Any) -> dict[str, Any]:
+            config = getattr(module, "config", {}) or {}
+            entry = {
+                "class": type(module).__name__,
+                "config": {k: v for k, v in dict(config).items() if not k.startswith("_")},
+                "dtype": str(getattr(module, "dtype", None)),
+            }
+            peft_config = getattr(module, "peft_config", None)
+            if peft_config:
+                entry["lora_adapters"] = sorted(peft_config)
+            return entry
+
+        generator = call.generator
+        generators = generator if isinstance(generator, list) else [generator]
+        fingerprint = tensor_fingerprint(first_condition)
+        return {
+            "prompt": call.prompts,  # `None` for an iterator: its prompts are compared clip by clip
+            "negative_prompt": call.negative_prompt,
+            "height": call.height,
+            "width": call.width,
+            "num_frames": call.num_frames,
+            "num_condition_frames": call.num_condition_frames,
+            "num_inference_steps": call.num_inference_steps,
+            "guidance_scale": float(call.guidance_scale),
+            "num_videos_per_prompt": call.num_videos_per_prompt,
+            "generator": {"count": len(generators), "list": isinstance(generator, list)},
+            "image": fingerprint if call.image is not None else None,
+            "video": fingerprint if call.image is None else None,
+            "latents": tensor_fingerprint(call.latents),
+            "attention_kwargs": call.attention_kwargs,
+            "max_sequence_length": call.max_sequence_length,
+            "kv_cache_clips": call.kv_cache_clips,
+            "max_cached_clips": call.max_cached_clips,
+            "clip_selector": None if clip_selector is None else clip_selector.to_config(),
+            "kv_cache_config": None if kv_cache_config is None else kv_cache_config.to_dict(),
+            "condition_fill": pipeline.config.condition_fill,
+            "scheduler": component(pipeline.scheduler),
+            "transformer": component(pipeline.transformer),
+            "vae": component(pipeline.vae),
+            "text_encoder": {"class": type(pipeline.text_encoder).__name__, "dtype": str(pipeline.text_encoder.dtype)},
+        }
+
+    def open(self, settings: dict[str, Any], device: str) -> None:
+        """Check `settings` against the saved run's (a resumed run) and open the state writer.
+
+        Args:
+            settings (`dict`): What must be equal for a resumed run to continue the interrupted one exactly.
+            device (`str`): The execution device of this run.
+        """
+        self.settings = settings
+        resumed = self.resumed
+        if resumed is not None:
+            resumed.check_settings(settings)
+            if resumed.device is not None and resumed.device != device:
+                logger.warning(
+                    f"Resuming on {device} a run saved on {resumed.device}: the remaining clips may differ from "
+                    "an uninterrupted run in the last bits of floating-point rounding."
+                )
+        self._writer = GenerationStateWriter(self.state_dir, resumed)
+
+    @staticmethod
+    def check_memory(memory: Any) -> None:
+        """A resumable run saves the cross-clip memory after every clip: it must have `export_state`."""
+        if memory is not None and not hasattr(memory, "export_state"):
+            raise TypeError(f"`state_dir` needs a clip memory with `export_state`; {type(memory).__name__} has none.")
+
+    def restore(
+        self,
+        memory: Any,
+        generators: list[torch.Generator],
+        device: torch.device,
+        vae_device: torch.device,
+    ) -> GenerationState:
+        """Continue where the interrupted run stopped: its memory, RNG states, condition frames and progress.
+
+        Returns:
+            `GenerationState`: the position the clip loop continues from (a copy of the saved state, with the
+            condition frames on `vae_device`).
+        """
+        resumed = self.resumed
+        if memory is not None:
+            memory.import_state(resumed.load_memory_state(), device=device)
+        for generator, saved_state in zip(generators, resumed.generator_states):
+            generator.set_state(saved_state)
+        return replace(
+            resumed,
+            settings=self.settings,
+            prompts=list(resumed.prompts),
+            clips=[dict(info) for info in resumed.clips],
+            kv_plan=[dict(entry) for entry in resumed.kv_plan],
+            condition_pixels=resumed.condition_pixels.to(vae_device),
+            device=str(device),
+        )
+
+    def remaining_prompts(self, prompts: list[str] | None, prompt_source: Iterator[str]) -> Iterator[str]:
+        """The prompts of the clips not finished yet. An iterator yields the whole script again: its first prompts
+        must be those of the finished clips (a `ValueError` names the first that differs)."""
+        resumed = self.resumed
+        if prompts is not None:
+            return iter(prompts[resumed.num_clips_done :])
+        for clip_index, saved_prompt in enumerate(resumed.prompts):
+            clip_prompt = next(prompt_source, None)
+            if clip_prompt != saved_prompt:
+                raise ValueError(
+                    f"`prompt` yields {clip_prompt!r} for clip {clip_index}, but the interrupted run had "
+                    f"{saved_prompt!r}: yield the same script from its first clip."
+                )
+        return prompt_source
+
+    def save(
+        self,
+        position: GenerationState,
+        clip: LongVideoClip,
+        memory_state: dict[str, Any] | None,
+        generators: list[torch.Generator],
+    ) -> None:
+        """Record the finished `clip` in `position` (whose counters the clip loop has advanced) and write it.
+
+        Args:
+            position (`GenerationState`): The state after `clip`.
+            clip (`LongVideoClip`): The clip just finished.
+            memory_state (`dict`, *optional*): `ClipMemory.export_state()` (`None` without KV cache).
+            generators (`list[torch.Generator]`): The generators whose states the next clip starts from.
+        """
+        position.prompts.append(clip.prompt)
+        position.clips.append(clip.info)
+        self._writer.write(position, clip_latents=clip.latents, memory_state=memory_state, generators=generators)
+
+    def finished_clips(self, clip_frames: Callable[[torch.Tensor, int], Any]) -> Iterator[LongVideoClip]:
+        """The clips the saved state has finished, re-decoded from their saved latents (what `__call__` returns for
+        them when resuming; the same device gives the same frames).
+
+        Args:
+            clip_frames (`Callable`): `clip_frames(latents, dropped)` -> the frames of a clip's latents with its first
+                `dropped` frames left out, in the call's `output_type`.
+        """
+        state = self.resumed
+        if state is None:
+            return
+        for clip_index, info in enumerate(state.clips):
+            latents = state.clip_latents(clip_index)
+            dropped = 0 if clip_index == 0 else int(info["num_condition_frames"])
+            yield LongVideoClip(
+                clip_index=clip_index,
+                prompt=info["prompt"],
+                frames=clip_frames(latents, dropped),
+                frame_range=tuple(info["frame_range"]),
+                latents=latents,
+                latent_offset=int(info["latent_offset"]),
+                num_condition_frames=int(info["num_condition_frames"]),
+                attends=list(info["attends"]),
+                seconds=float(info["seconds"]),
+                kv_plan=[dict(entry) for entry in state.kv_plan[: clip_index + 1]],
+            )
