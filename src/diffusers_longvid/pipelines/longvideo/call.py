@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
 
+from ...extension import num_latent_frames
 from ...validation import check_float, validate_image, validate_video
 
 __all__ = ["LongVideoCall"]
@@ -92,8 +93,9 @@ class LongVideoCall:
         negative = self.negative_prompt
         return (negative[clip_index] if isinstance(negative, (list, tuple)) else negative) or ""
 
-    def checked(self, allow_prompt_iterator: bool = False) -> LongVideoCall:
-        """The checks that need no model: types and ranges. Returns the call with `prompts` set and Python ints.
+    def checked(self, pipeline: Any, allow_prompt_iterator: bool = False) -> LongVideoCall:
+        """Check the arguments (types and ranges), then against what `pipeline`'s models impose. Returns the call with
+        `prompts` set and Python ints (what [`~LongVideoExtensionPipeline.check_inputs`] returns).
 
         Raises:
             `TypeError` / `ValueError`: naming the argument in backticks.
@@ -136,9 +138,79 @@ class LongVideoCall:
         ints = ("height", "width", "num_frames", "num_condition_frames", "num_inference_steps")
         ints += ("num_videos_per_prompt", "max_sequence_length", "kv_cache_clips")
         max_cached_clips = None if self.max_cached_clips is None else int(self.max_cached_clips)
-        return replace(
-            self, prompts=prompts, max_cached_clips=max_cached_clips, **{name: int(getattr(self, name)) for name in ints}
-        )
+        as_ints = {name: int(getattr(self, name)) for name in ints}
+        call = replace(self, prompts=prompts, max_cached_clips=max_cached_clips, **as_ints)
+        call._check_against_models(pipeline)
+        return call
+
+    def _check_against_models(self, pipeline: Any) -> None:
+        """What the pipeline's models impose: the tokenizer's length, the VAE's frame and pixel strides, the
+        transformer's patch size and input channels, the first clip's `latents` shape."""
+        limit = pipeline.max_sequence_length_limit
+        if self.max_sequence_length > limit:
+            raise ValueError(
+                f"`max_sequence_length` must be <= {limit} (the tokenizer's limit, at most 512 without one), got "
+                f"{self.max_sequence_length}."
+            )
+        num_frames, num_condition_frames = self.num_frames, self.num_condition_frames
+        scale_t = pipeline.vae_scale_factor_temporal
+        if (num_frames - 1) % scale_t != 0:
+            raise ValueError(
+                f"`num_frames` must be {scale_t}k+1 (e.g. {1 + 4 * scale_t}, 81), got {num_frames}; the causal VAE "
+                "maps 1 + 4k pixel frames to 1 + k latent frames."
+            )
+        if num_condition_frames < 1 or (num_condition_frames - 1) % scale_t != 0:
+            raise ValueError(
+                f"`num_condition_frames` must be 1 + {scale_t}j (1, {1 + scale_t}, {1 + 2 * scale_t}, ...), "
+                f"got {num_condition_frames}."
+            )
+        if num_condition_frames >= num_frames:
+            raise ValueError(
+                f"`num_condition_frames` ({num_condition_frames}) must be smaller than `num_frames` ({num_frames}): "
+                "every clip must add new frames."
+            )
+        patch_size, scale_s = pipeline.transformer.config.patch_size, pipeline.vae_scale_factor_spatial
+        h_multiple, w_multiple = scale_s * patch_size[1], scale_s * patch_size[2]
+        if self.height % h_multiple != 0 or self.width % w_multiple != 0:
+            raise ValueError(
+                f"`height` and `width` must be divisible by {h_multiple} and {w_multiple} (VAE scale "
+                f"{scale_s} x patch {tuple(patch_size[1:])}), got {self.height} and {self.width}."
+            )
+        latent_stride = num_latent_frames(num_frames, scale_t) - num_latent_frames(num_condition_frames, scale_t)
+        if latent_stride % patch_size[0] != 0:
+            raise ValueError(
+                f"`num_frames` - `num_condition_frames` must advance a whole number of temporal patches "
+                f"({patch_size[0]} latent frames), got {latent_stride} latent frames."
+            )
+
+        latents = self.latents
+        if latents is not None:
+            if not isinstance(latents, torch.Tensor):
+                raise TypeError(f"`latents` must be a torch.Tensor, got {type(latents).__name__}.")
+            z_dim, frames = pipeline.vae.config.z_dim, num_latent_frames(num_frames, scale_t)
+            expected = (self.batch_size, z_dim, frames, self.height // scale_s, self.width // scale_s)
+            if tuple(latents.shape) != expected:
+                raise ValueError(
+                    f"`latents` (the first clip's noise) must have shape {expected}, got {tuple(latents.shape)}."
+                )
+            if not latents.dtype.is_floating_point:
+                raise TypeError(f"`latents` must be a floating-point tensor, got {latents.dtype}.")
+            if not bool(torch.isfinite(latents).all()):
+                raise ValueError("`latents` holds NaN or infinite values.")
+
+        tensor_inputs = self.callback_on_step_end_tensor_inputs
+        if tensor_inputs is not None and not all(k in pipeline._callback_tensor_inputs for k in tensor_inputs):
+            raise ValueError(
+                f"`callback_on_step_end_tensor_inputs` has to be in {pipeline._callback_tensor_inputs}, but found "
+                f"{[k for k in tensor_inputs if k not in pipeline._callback_tensor_inputs]}"
+            )
+
+        in_channels, z_dim = pipeline.transformer.config.in_channels, pipeline.vae.config.z_dim
+        if in_channels not in (z_dim, 2 * z_dim + scale_t):
+            raise ValueError(
+                f"`transformer.config.in_channels` must be {z_dim} (T2V, replacement conditioning) or "
+                f"{2 * z_dim + scale_t} (extension model), got {in_channels}."
+            )
 
     def _checked_prompts(self, allow_prompt_iterator: bool) -> list[str] | None:
         """The per-clip prompts: a str is repeated `num_clips` times, a list is one prompt per clip."""

@@ -21,7 +21,7 @@ from diffusers.models import AutoencoderKLWan, WanTransformer3DModel
 # diffusers' loader looks for the base classes as attributes of the module named in `model_index.json`:
 # `DiffusionPipeline` must be importable from this module by name.
 from diffusers.pipelines.pipeline_utils import DiffusionPipeline
-from diffusers.pipelines.wan.pipeline_wan import prompt_clean
+from diffusers.pipelines.wan.pipeline_wan import WanPipeline
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from diffusers.utils import is_torch_xla_available, logging, replace_example_docstring
 from diffusers.utils.torch_utils import get_module_execution_device, randn_tensor
@@ -189,134 +189,16 @@ class LongVideoExtensionPipeline(DiffusionPipeline, WanLoraLoaderMixin):
         self._clip_memory_factory: Callable[..., Any] | None = None
         self._current_clip_index: int | None = None
 
-    # Copied from diffusers.pipelines.wan.pipeline_wan.WanPipeline._get_t5_prompt_embeds
-    def _get_t5_prompt_embeds(
-        self,
-        prompt: str | list[str] = None,
-        num_videos_per_prompt: int = 1,
-        max_sequence_length: int = 226,
-        device: torch.device | None = None,
-        dtype: torch.dtype | None = None,
-    ):
-        device = device or self._execution_device
-        dtype = dtype or self.text_encoder.dtype
-
-        prompt = [prompt] if isinstance(prompt, str) else prompt
-        prompt = [prompt_clean(u) for u in prompt]
-        batch_size = len(prompt)
-
-        text_inputs = self.tokenizer(
-            prompt,
-            padding="max_length",
-            max_length=max_sequence_length,
-            truncation=True,
-            add_special_tokens=True,
-            return_attention_mask=True,
-            return_tensors="pt",
-        )
-        text_input_ids, mask = text_inputs.input_ids, text_inputs.attention_mask
-        seq_lens = mask.gt(0).sum(dim=1).long()
-
-        model_device = get_module_execution_device(self.text_encoder)
-        prompt_embeds = self.text_encoder(text_input_ids.to(model_device), mask.to(model_device)).last_hidden_state
-        prompt_embeds = prompt_embeds.to(dtype=dtype, device=device)
-        prompt_embeds = [u[:v] for u, v in zip(prompt_embeds, seq_lens)]
-        prompt_embeds = torch.stack(
-            [torch.cat([u, u.new_zeros(max_sequence_length - u.size(0), u.size(1))]) for u in prompt_embeds], dim=0
-        )
-
-        # duplicate text embeddings for each generation per prompt, using mps friendly method
-        _, seq_len, _ = prompt_embeds.shape
-        prompt_embeds = prompt_embeds.repeat(1, num_videos_per_prompt, 1)
-        prompt_embeds = prompt_embeds.view(batch_size * num_videos_per_prompt, seq_len, -1)
-
-        return prompt_embeds
-
-    def encode_prompt(
-        self,
-        prompt: str | list[str],
-        negative_prompt: str | list[str] | None = None,
-        do_classifier_free_guidance: bool = True,
-        num_videos_per_prompt: int = 1,
-        prompt_embeds: torch.Tensor | None = None,
-        negative_prompt_embeds: torch.Tensor | None = None,
-        max_sequence_length: int = 226,
-        device: torch.device | None = None,
-        dtype: torch.dtype | None = None,
-    ):
-        r"""
-        Encodes the prompt into text encoder hidden states (as [`~diffusers.WanPipeline.encode_prompt`]). The
-        pipeline calls it once per clip, with that clip's prompt, when the clip starts.
-
-        Args:
-            prompt (`str` or `list[str]`, *optional*):
-                prompt to be encoded
-            negative_prompt (`str` or `list[str]`, *optional*):
-                The prompt or prompts not to guide the video generation. Ignored when not using guidance (i.e., ignored
-                if `guidance_scale` is less than `1`).
-            do_classifier_free_guidance (`bool`, *optional*, defaults to `True`):
-                Whether to use classifier free guidance or not.
-            num_videos_per_prompt (`int`, *optional*, defaults to 1):
-                Number of videos that should be generated per prompt.
-            prompt_embeds (`torch.Tensor`, *optional*):
-                Pre-generated text embeddings. If not provided, text embeddings will be generated from `prompt`.
-            negative_prompt_embeds (`torch.Tensor`, *optional*):
-                Pre-generated negative text embeddings. If not provided, they are generated from `negative_prompt`.
-            max_sequence_length (`int`, *optional*, defaults to 226):
-                Tokens per prompt; embeddings are zero-padded to this length.
-            device: (`torch.device`, *optional*):
-                torch device
-            dtype: (`torch.dtype`, *optional*):
-                torch dtype
-        """
-        device = device or self._execution_device
-
-        prompt = [prompt] if isinstance(prompt, str) else prompt
-        if prompt is not None:
-            batch_size = len(prompt)
-        else:
-            batch_size = prompt_embeds.shape[0]
-
-        if prompt_embeds is None:
-            prompt_embeds = self._get_t5_prompt_embeds(
-                prompt=prompt,
-                num_videos_per_prompt=num_videos_per_prompt,
-                max_sequence_length=max_sequence_length,
-                device=device,
-                dtype=dtype,
-            )
-
-        if do_classifier_free_guidance and negative_prompt_embeds is None:
-            negative_prompt = negative_prompt or ""
-            negative_prompt = batch_size * [negative_prompt] if isinstance(negative_prompt, str) else negative_prompt
-
-            if prompt is not None and type(prompt) is not type(negative_prompt):
-                raise TypeError(
-                    f"`negative_prompt` should be the same type to `prompt`, but got {type(negative_prompt)} !="
-                    f" {type(prompt)}."
-                )
-            elif batch_size != len(negative_prompt):
-                raise ValueError(
-                    f"`negative_prompt`: {negative_prompt} has batch size {len(negative_prompt)}, but `prompt`:"
-                    f" {prompt} has batch size {batch_size}. Please make sure that passed `negative_prompt` matches"
-                    " the batch size of `prompt`."
-                )
-
-            negative_prompt_embeds = self._get_t5_prompt_embeds(
-                prompt=negative_prompt,
-                num_videos_per_prompt=num_videos_per_prompt,
-                max_sequence_length=max_sequence_length,
-                device=device,
-                dtype=dtype,
-            )
-
-        return prompt_embeds, negative_prompt_embeds
+    # diffusers' own text encoding and initial noise, shared with `WanPipeline` rather than copied: a one-clip video
+    # equals `WanPipeline`'s (tests/test_pipeline_longvideo.py); `encode_prompt` is called once per clip
+    _get_t5_prompt_embeds = WanPipeline._get_t5_prompt_embeds
+    encode_prompt = WanPipeline.encode_prompt
+    prepare_latents = WanPipeline.prepare_latents
 
     def check_inputs(self, call: LongVideoCall, allow_prompt_iterator: bool = False) -> LongVideoCall:
         r"""
-        Validate every argument of a call before any model work: the types and ranges
-        ([`~pipelines.longvideo.call.LongVideoCall.checked`]), then what the models impose (frame counts, resolution,
-        the first clip's `latents`, the transformer's input channels).
+        Validate every argument of a call before any model work (types and ranges, and what the models impose:
+        frame counts, resolution, the first clip's `latents`, the transformer's input channels), once.
 
         Args:
             call (`LongVideoCall`): The call's arguments, as given.
@@ -325,120 +207,19 @@ class LongVideoExtensionPipeline(DiffusionPipeline, WanLoraLoaderMixin):
 
         Returns:
             `LongVideoCall`: the normalised call (see [`~pipelines.longvideo.call.LongVideoCall`]).
-
-        Raises:
-            `TypeError` / `ValueError`: naming the argument in backticks.
         """
         if isinstance(call.callback_on_step_end, (PipelineCallback, MultiPipelineCallbacks)):
             call = replace(call, callback_on_step_end_tensor_inputs=call.callback_on_step_end.tensor_inputs)
+        config = self.config
         call = replace(
             call,
-            kv_cache_clips=self.config.kv_cache_clips if call.kv_cache_clips is None else call.kv_cache_clips,
-            max_cached_clips=self.config.max_cached_clips if call.max_cached_clips is None else call.max_cached_clips,
+            kv_cache_clips=config.kv_cache_clips if call.kv_cache_clips is None else call.kv_cache_clips,
+            max_cached_clips=config.max_cached_clips if call.max_cached_clips is None else call.max_cached_clips,
             max_sequence_length=(
                 self.default_max_sequence_length if call.max_sequence_length is None else call.max_sequence_length
             ),
         )
-        call = call.checked(allow_prompt_iterator=allow_prompt_iterator)
-
-        if call.max_sequence_length > self.max_sequence_length_limit:
-            raise ValueError(
-                f"`max_sequence_length` must be <= {self.max_sequence_length_limit} (the tokenizer's limit, at most "
-                f"512 without one), got {call.max_sequence_length}."
-            )
-        num_frames, num_condition_frames = call.num_frames, call.num_condition_frames
-        scale_t = self.vae_scale_factor_temporal
-        if (num_frames - 1) % scale_t != 0:
-            raise ValueError(
-                f"`num_frames` must be {scale_t}k+1 (e.g. {1 + 4 * scale_t}, 81), got {num_frames}; the causal VAE "
-                "maps 1 + 4k pixel frames to 1 + k latent frames."
-            )
-        if num_condition_frames < 1 or (num_condition_frames - 1) % scale_t != 0:
-            raise ValueError(
-                f"`num_condition_frames` must be 1 + {scale_t}j (1, {1 + scale_t}, {1 + 2 * scale_t}, ...), "
-                f"got {num_condition_frames}."
-            )
-        if num_condition_frames >= num_frames:
-            raise ValueError(
-                f"`num_condition_frames` ({num_condition_frames}) must be smaller than `num_frames` ({num_frames}): "
-                "every clip must add new frames."
-            )
-        patch_size, scale_s = self.transformer.config.patch_size, self.vae_scale_factor_spatial
-        h_multiple, w_multiple = scale_s * patch_size[1], scale_s * patch_size[2]
-        if call.height % h_multiple != 0 or call.width % w_multiple != 0:
-            raise ValueError(
-                f"`height` and `width` must be divisible by {h_multiple} and {w_multiple} (VAE scale "
-                f"{scale_s} x patch {tuple(patch_size[1:])}), got {call.height} and {call.width}."
-            )
-        latent_stride = num_latent_frames(num_frames, scale_t) - num_latent_frames(num_condition_frames, scale_t)
-        if latent_stride % patch_size[0] != 0:
-            raise ValueError(
-                f"`num_frames` - `num_condition_frames` must advance a whole number of temporal patches "
-                f"({patch_size[0]} latent frames), got {latent_stride} latent frames."
-            )
-
-        latents = call.latents
-        if latents is not None:
-            if not isinstance(latents, torch.Tensor):
-                raise TypeError(f"`latents` must be a torch.Tensor, got {type(latents).__name__}.")
-            z_dim, frames = self.vae.config.z_dim, num_latent_frames(num_frames, scale_t)
-            expected = (call.batch_size, z_dim, frames, call.height // scale_s, call.width // scale_s)
-            if tuple(latents.shape) != expected:
-                raise ValueError(
-                    f"`latents` (the first clip's noise) must have shape {expected}, got {tuple(latents.shape)}."
-                )
-            if not latents.dtype.is_floating_point:
-                raise TypeError(f"`latents` must be a floating-point tensor, got {latents.dtype}.")
-            if not bool(torch.isfinite(latents).all()):
-                raise ValueError("`latents` holds NaN or infinite values.")
-
-        tensor_inputs = call.callback_on_step_end_tensor_inputs
-        if tensor_inputs is not None and not all(k in self._callback_tensor_inputs for k in tensor_inputs):
-            raise ValueError(
-                f"`callback_on_step_end_tensor_inputs` has to be in {self._callback_tensor_inputs}, but found "
-                f"{[k for k in tensor_inputs if k not in self._callback_tensor_inputs]}"
-            )
-
-        in_channels, z_dim = self.transformer.config.in_channels, self.vae.config.z_dim
-        if in_channels not in (z_dim, 2 * z_dim + scale_t):
-            raise ValueError(
-                f"`transformer.config.in_channels` must be {z_dim} (T2V, replacement conditioning) or "
-                f"{2 * z_dim + scale_t} (extension model), got {in_channels}."
-            )
-        return call
-
-    # Copied from diffusers.pipelines.wan.pipeline_wan.WanPipeline.prepare_latents
-    def prepare_latents(
-        self,
-        batch_size: int,
-        num_channels_latents: int = 16,
-        height: int = 480,
-        width: int = 832,
-        num_frames: int = 81,
-        dtype: torch.dtype | None = None,
-        device: torch.device | None = None,
-        generator: torch.Generator | list[torch.Generator] | None = None,
-        latents: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        if latents is not None:
-            return latents.to(device=device, dtype=dtype)
-
-        num_latent_frames = (num_frames - 1) // self.vae_scale_factor_temporal + 1
-        shape = (
-            batch_size,
-            num_channels_latents,
-            num_latent_frames,
-            int(height) // self.vae_scale_factor_spatial,
-            int(width) // self.vae_scale_factor_spatial,
-        )
-        if isinstance(generator, list) and len(generator) != batch_size:
-            raise ValueError(
-                f"You have passed a list of generators of length {len(generator)}, but requested an effective batch"
-                f" size of {batch_size}. Make sure the batch size matches the length of the generators."
-            )
-
-        latents = randn_tensor(shape, generator=generator, device=device, dtype=dtype)
-        return latents
+        return call.checked(self, allow_prompt_iterator=allow_prompt_iterator)
 
     def prepare_first_condition(
         self,
@@ -531,9 +312,9 @@ class LongVideoExtensionPipeline(DiffusionPipeline, WanLoraLoaderMixin):
         """`"concat"` for a 36-channel extension transformer, `"replacement"` for a 16-channel T2V transformer."""
         return "concat" if self.transformer.config.in_channels != self.vae.config.z_dim else "replacement"
 
-    def _resolve_memory_options(self, clip_selector, kv_cache_config):
+    def _resolve_memory_options(self, clip_selector, kv_cache_config, default_config: bool = False):
         """The selector and KV-cache config of a call: the given ones, else the pipeline's (`None` = the memory's
-        default)."""
+        default; with `default_config`, `CrossClipKVCacheConfig()` instead of `None`)."""
         if clip_selector is None:
             clip_selector = self._clip_selector
         if clip_selector is None and self.config.clip_selector is not None:
@@ -544,6 +325,10 @@ class LongVideoExtensionPipeline(DiffusionPipeline, WanLoraLoaderMixin):
             from ...attention.kv_cache import CrossClipKVCacheConfig
 
             kv_cache_config = CrossClipKVCacheConfig.from_dict(dict(self.config.kv_cache_config))
+        if kv_cache_config is None and default_config:
+            from ...attention.kv_cache import CrossClipKVCacheConfig
+
+            kv_cache_config = CrossClipKVCacheConfig()
         return clip_selector, kv_cache_config
 
     def _create_clip_memory(self, call: LongVideoCall):
@@ -780,26 +565,34 @@ class LongVideoExtensionPipeline(DiffusionPipeline, WanLoraLoaderMixin):
         model_input = latents if self.conditioning_mode == "replacement" else condition.model_input(latents)
         return model_input.to(self.transformer.dtype)
 
-    def _transformer_forward(
+    def _forward(
         self,
         memory,
-        branch: str,
+        branches: tuple[str, ...],
         hidden_states: torch.Tensor,
         timestep: torch.Tensor,
-        encoder_hidden_states: torch.Tensor,
+        embeds: list[torch.Tensor],
         attention_kwargs: dict[str, Any] | None,
         cache_name: str,
         **cache_kwargs,
     ) -> torch.Tensor:
-        # the CFG branch is told both to diffusers' cache hooks and to the cross-clip memory
+        """One transformer forward of one CFG branch, or of `("cond", "uncond")` as one batch of `2B` (rows
+        `[0, B)` cond). The branch is told both to diffusers' cache hooks and to the cross-clip memory; in a batched
+        forward each half attends (and records) its own branch's history (`CrossClipKVCache.batched_branches`), so
+        the result equals two forwards to float rounding."""
         with ExitStack() as stack:
             stack.enter_context(self.transformer.cache_context(cache_name, **cache_kwargs))
-            if memory is not None:
-                stack.enter_context(memory.branch(branch))
+            if len(branches) > 1:
+                cache = getattr(memory, "cache", None)
+                if cache is not None:
+                    stack.enter_context(cache.batched_branches(branches))
+                hidden_states, timestep = torch.cat([hidden_states, hidden_states]), torch.cat([timestep, timestep])
+            elif memory is not None:
+                stack.enter_context(memory.branch(branches[0]))
             return self.transformer(
                 hidden_states=hidden_states,
                 timestep=timestep,
-                encoder_hidden_states=encoder_hidden_states,
+                encoder_hidden_states=torch.cat(embeds) if len(embeds) > 1 else embeds[0],
                 attention_kwargs=attention_kwargs,
                 return_dict=False,
             )[0]
@@ -812,74 +605,42 @@ class LongVideoExtensionPipeline(DiffusionPipeline, WanLoraLoaderMixin):
         memory that only knows `branch(...)` gets one forward per branch."""
         if memory is not None and not hasattr(getattr(memory, "cache", None), "batched_branches"):
             return False
-        return (
-            self.do_classifier_free_guidance
-            and negative_prompt_embeds is not None
-            and negative_prompt_embeds.shape == prompt_embeds.shape
-        )
+        same_shape = negative_prompt_embeds is not None and negative_prompt_embeds.shape == prompt_embeds.shape
+        return self.do_classifier_free_guidance and same_shape
 
-    def _batched_cfg_forward(
-        self,
-        memory,
-        hidden_states: torch.Tensor,
-        timestep: torch.Tensor,
-        prompt_embeds: torch.Tensor,
-        negative_prompt_embeds: torch.Tensor,
-        attention_kwargs: dict[str, Any] | None,
-        cache_name: str = "cond_uncond",
-        **cache_kwargs,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Cond and uncond as one forward of batch `2B` (rows `[0, B)` cond, `[B, 2B)` uncond); returns both
-        predictions. Under the cross-clip memory each half attends (and records) its own branch's history
-        (`CrossClipKVCache.batched_branches`), so the result equals two forwards to float rounding."""
-        with ExitStack() as stack:
-            stack.enter_context(self.transformer.cache_context(cache_name, **cache_kwargs))
-            cache = getattr(memory, "cache", None)
-            if cache is not None:
-                stack.enter_context(cache.batched_branches(("cond", "uncond")))
-            output = self.transformer(
-                hidden_states=torch.cat([hidden_states, hidden_states]),
-                timestep=torch.cat([timestep, timestep]),
-                encoder_hidden_states=torch.cat([prompt_embeds, negative_prompt_embeds]),
-                attention_kwargs=attention_kwargs,
-                return_dict=False,
-            )[0]
-        noise_cond, noise_uncond = output.chunk(2)
-        return noise_cond, noise_uncond
-
-
-    def _predict_noise(
+    def _cfg_forwards(
         self,
         memory,
         batched: bool,
-        latent_model_input: torch.Tensor,
+        model_input: torch.Tensor,
         timestep: torch.Tensor,
         prompt_embeds: torch.Tensor,
         negative_prompt_embeds: torch.Tensor | None,
-        guidance_scale: float,
         attention_kwargs: dict[str, Any] | None,
-        cache_kwargs: dict[str, Any],
-    ) -> torch.Tensor:
-        """The (guided) noise prediction of one step: cond and uncond as one forward of batch 2B (`batched`), or
-        one forward per branch."""
+        suffix: str = "",
+        **cache_kwargs,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The cond and (with guidance) uncond predictions: one forward of batch `2B` when `batched`, else one
+        forward per branch. `suffix` ends the names of diffusers' cache contexts (`"_record"` for recording)."""
         if batched:
-            noise_pred, noise_uncond = self._batched_cfg_forward(
-                memory, latent_model_input, timestep, prompt_embeds, negative_prompt_embeds, attention_kwargs,
+            embeds = [prompt_embeds, negative_prompt_embeds]
+            output = self._forward(
+                memory, ("cond", "uncond"), model_input, timestep, embeds, attention_kwargs, "cond_uncond" + suffix,
                 **cache_kwargs,
             )  # fmt: skip
-        else:
-            noise_pred = self._transformer_forward(
-                memory, "cond", latent_model_input, timestep, prompt_embeds, attention_kwargs, "cond", **cache_kwargs
-            )
-            noise_uncond = None
-            if self.do_classifier_free_guidance:
-                noise_uncond = self._transformer_forward(
-                    memory, "uncond", latent_model_input, timestep, negative_prompt_embeds, attention_kwargs,
-                    "uncond", **cache_kwargs,
-                )  # fmt: skip
-        if noise_uncond is None:
-            return noise_pred
-        return noise_uncond + guidance_scale * (noise_pred - noise_uncond)
+            noise_cond, noise_uncond = output.chunk(2)
+            return noise_cond, noise_uncond
+        noise_cond = self._forward(
+            memory, ("cond",), model_input, timestep, [prompt_embeds], attention_kwargs, "cond" + suffix,
+            **cache_kwargs,
+        )  # fmt: skip
+        noise_uncond = None
+        if self.do_classifier_free_guidance:
+            noise_uncond = self._forward(
+                memory, ("uncond",), model_input, timestep, [negative_prompt_embeds], attention_kwargs,
+                "uncond" + suffix, **cache_kwargs,
+            )  # fmt: skip
+        return noise_cond, noise_uncond
 
     def _denoise_clip(
         self,
@@ -930,20 +691,20 @@ class LongVideoExtensionPipeline(DiffusionPipeline, WanLoraLoaderMixin):
                     cache_kwargs = {"step_index": i, "sigma": sigma, "num_inference_steps": self._num_timesteps}
                     last_step = i == len(timesteps) - 1
                     with memory.recording() if record_from_last_step and last_step else nullcontext():
-                        noise_pred = self._predict_noise(
+                        noise_pred, noise_uncond = self._cfg_forwards(
                             memory, batched, latent_model_input, timestep, prompt_embeds, negative_prompt_embeds,
-                            call.guidance_scale, call.attention_kwargs, cache_kwargs,
+                            call.attention_kwargs, **cache_kwargs,
                         )  # fmt: skip
+                        if noise_uncond is not None:
+                            noise_pred = noise_uncond + call.guidance_scale * (noise_pred - noise_uncond)
 
                     # compute the previous noisy sample x_t -> x_t-1
                     latents = self.scheduler.step(noise_pred, t, latents, return_dict=False)[0]
 
                     if call.callback_on_step_end is not None:
-                        tensors = {
-                            "latents": latents,
-                            "prompt_embeds": prompt_embeds,
-                            "negative_prompt_embeds": negative_prompt_embeds,
-                        }
+                        tensors = dict(
+                            latents=latents, prompt_embeds=prompt_embeds, negative_prompt_embeds=negative_prompt_embeds
+                        )
                         callback_kwargs = {k: tensors[k] for k in call.callback_on_step_end_tensor_inputs}
                         callback_outputs = call.callback_on_step_end(self, i, t, callback_kwargs)
                         if callback_outputs is None:  # a callback that only observes changes nothing
@@ -976,21 +737,11 @@ class LongVideoExtensionPipeline(DiffusionPipeline, WanLoraLoaderMixin):
             if memory is not None and not record_from_last_step and stores and not self.interrupt:
                 clean_input = self._model_input(latents, condition)
                 zero_timestep = torch.zeros(latents.shape[0], device=device, dtype=timesteps.dtype)
-                branches = [("cond", prompt_embeds)]
-                if self.do_classifier_free_guidance:
-                    branches.append(("uncond", negative_prompt_embeds))
                 with memory.recording():
-                    if batched:
-                        self._batched_cfg_forward(
-                            memory, clean_input, zero_timestep, prompt_embeds, negative_prompt_embeds,
-                            call.attention_kwargs, cache_name="cond_uncond_record",
-                        )  # fmt: skip
-                    else:
-                        for branch, embeds in branches:
-                            self._transformer_forward(
-                                memory, branch, clean_input, zero_timestep, embeds, call.attention_kwargs,
-                                f"{branch}_record",
-                            )  # fmt: skip
+                    self._cfg_forwards(
+                        memory, batched, clean_input, zero_timestep, prompt_embeds, negative_prompt_embeds,
+                        call.attention_kwargs, suffix="_record",
+                    )  # fmt: skip
         return latents
 
     def _start(self, call: LongVideoCall, include_finished: bool) -> tuple[LongVideoCall, Iterator[LongVideoClip]]:
@@ -1122,11 +873,7 @@ class LongVideoExtensionPipeline(DiffusionPipeline, WanLoraLoaderMixin):
         call = replace(call, generator=run.generators(call.generator))
         selector = cache_config = None
         if call.kv_cache_clips > 0:
-            selector, cache_config = self._resolve_memory_options(call.clip_selector, call.kv_cache_config)
-            if cache_config is None:
-                from ...attention.kv_cache import CrossClipKVCacheConfig
-
-                cache_config = CrossClipKVCacheConfig()
+            selector, cache_config = self._resolve_memory_options(call.clip_selector, call.kv_cache_config, True)
         settings = ResumableRun.settings_of(call, self, first_condition, selector, cache_config)
         run.open(settings, str(self._execution_device))
         return call, run
@@ -1172,13 +919,9 @@ class LongVideoExtensionPipeline(DiffusionPipeline, WanLoraLoaderMixin):
         batch_size, z_dim = call.batch_size, self.vae.config.z_dim
         if condition_pixels is None:
             condition_pixels = torch.zeros(batch_size, 3, 0, call.height, call.width, device=vae_device)
+        known, fill = list(range(condition_pixels.shape[2])), "zeros" if replacement else self.config.condition_fill
         condition = prepare_extension_condition(
-            self.vae,
-            condition_pixels,
-            list(range(condition_pixels.shape[2])),
-            call.num_frames,
-            fill="zeros" if replacement else self.config.condition_fill,
-            device=device,
+            self.vae, condition_pixels, known, call.num_frames, fill=fill, device=device
         )
         first_latents = call.latents if clip_index == 0 else None
         latents = self.prepare_latents(
@@ -1227,19 +970,15 @@ class LongVideoExtensionPipeline(DiffusionPipeline, WanLoraLoaderMixin):
             kv_plan=list(position.kv_plan),
         )
         scale_t = self.vae_scale_factor_temporal
-        position.num_clips_done = clip_index + 1
-        position.next_frame += kept
-        position.latent_offset += num_latent_frames(call.num_frames, scale_t) - num_latent_frames(
-            call.num_condition_frames, scale_t
-        )
+        position.num_clips_done, position.next_frame = clip_index + 1, position.next_frame + kept
+        position.latent_offset += num_latent_frames(call.num_frames, scale_t)
+        position.latent_offset -= num_latent_frames(call.num_condition_frames, scale_t)
         return clip
 
     def _decode_clip(self, latents: torch.Tensor) -> torch.Tensor:
         """One clip's (normalised) latents -> its pixel video in `[-1, 1]`, `(batch, 3, frames, height, width)`."""
-        vae_device = get_module_execution_device(self.vae)
-        return self.vae.decode(
-            denormalize_latents(self.vae, latents.to(vae_device, dtype=self.vae.dtype)), return_dict=False
-        )[0]
+        latents = latents.to(get_module_execution_device(self.vae), dtype=self.vae.dtype)
+        return self.vae.decode(denormalize_latents(self.vae, latents), return_dict=False)[0]
 
     def _clip_frames(
         self, latents: torch.Tensor, dropped: int, output_type: str, decoded: torch.Tensor | None = None
