@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: not a file: {', '.join(missing)}", file=sys.stderr)
         return 2
 
-    from diffusers_longvid import evaluate_video, write_eval_report
+    from diffusers_longvid.evaluation import evaluate_video, write_eval_report
     from diffusers_longvid.evaluation.report import METRIC_LABELS
 
     results = {}

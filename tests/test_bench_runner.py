@@ -226,7 +226,7 @@ def test_compiled_processor_has_no_graph_break_and_matches_eager():
 
 
 def test_performance_doc_holds_the_committed_bench_tables():
-    """docs/performance.md quotes `python -m diffusers_longvid.benchmarks.report docs/bench` verbatim."""
+    """docs/performance.md quotes `longvid bench-report docs/bench` verbatim."""
     bench = ROOT / "docs" / "bench"
     docs = (ROOT / "docs" / "performance.md").read_text()
     result = json.loads((bench / BENCH_FILES["json"]).read_text())
@@ -238,8 +238,8 @@ def test_performance_doc_holds_the_committed_bench_tables():
 
 
 def test_bench_report_command_prints_the_committed_tables(capsys):
-    from diffusers_longvid.benchmarks.report import main
+    from diffusers_longvid.cli import main
 
-    assert main([str(ROOT / "docs" / "bench")]) == 0
+    assert main(["bench-report", str(ROOT / "docs" / "bench")]) == 0
     result = json.loads((ROOT / "docs" / "bench" / BENCH_FILES["json"]).read_text())
     assert summary_markdown(result) in capsys.readouterr().out

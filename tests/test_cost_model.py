@@ -9,7 +9,6 @@ import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
-from diffusers_longvid.benchmarks import cost_model
 from diffusers_longvid.benchmarks.cost_model import (
     FlopBreakdown,
     VideoShape,
@@ -266,11 +265,13 @@ def test_cost_table_rows_and_markdown():
 
 
 def test_docs_hold_the_current_markdown_output(capsys):
-    assert cost_model.main(["--markdown"]) == 0
+    from diffusers_longvid.cli import main
+
+    assert main(["cost-model", "--markdown"]) == 0
     generated = capsys.readouterr().out.strip()
     assert "**32,760 tokens**" in generated
     docs = (ROOT / "docs" / "performance.md").read_text()
-    assert "python -m diffusers_longvid.benchmarks.cost_model --markdown" in docs
+    assert "longvid cost-model --markdown" in docs
     assert generated in docs, "docs/performance.md is stale: paste the output of the command above"
 
 

@@ -150,3 +150,40 @@ def test_replacement_conditioning(vae):
     model_input = condition.model_input(latents)
     torch.testing.assert_close(model_input[:, 16:20], condition.mask)
     torch.testing.assert_close(model_input[:, 20:], condition.condition_latent)
+
+
+def test_latent_normalisation_is_diffusers_wan_formula_bit_for_bit():
+    """One `normalize_latents` / `denormalize_latents` (in `extension`, re-exported by `training.latent_cache`), with
+    diffusers' own arithmetic: `(x - mean) * (1 / std)` on encode (`WanImageToVideoPipeline.prepare_latents`) and
+    `x / (1 / std) + mean` before decode (`WanPipeline.__call__`), read from the installed diffusers source."""
+    import inspect
+    import re
+    from types import SimpleNamespace
+
+    from diffusers import WanPipeline
+
+    from diffusers_longvid.extension import denormalize_latents
+    from diffusers_longvid.training import latent_cache
+
+    wan_call = inspect.getsource(WanPipeline.__call__)
+    i2v_prepare = inspect.getsource(WanImageToVideoPipeline.prepare_latents)
+    assert re.search(r"latents_std = 1\.0 / torch\.tensor\(self\.vae\.config\.latents_std\)", wan_call)
+    assert "latents = latents / latents_std + latents_mean" in wan_call
+    assert re.search(r"latents_std = 1\.0 / torch\.tensor\(self\.vae\.config\.latents_std\)", i2v_prepare)
+    assert "(latent_condition - latents_mean) * latents_std" in i2v_prepare
+
+    generator = torch.Generator().manual_seed(0)
+    z_dim = 16
+    std = (torch.rand(z_dim, generator=generator) * 3 + 0.3).tolist()  # Wan2.1's are 1.4 .. 3.2: not all 1
+    mean = torch.randn(z_dim, generator=generator).tolist()
+    vae = SimpleNamespace(config=SimpleNamespace(z_dim=z_dim, latents_mean=mean, latents_std=std))
+    latents = torch.randn(2, z_dim, 3, 4, 4, generator=generator)
+    mean_t = torch.tensor(mean).view(1, z_dim, 1, 1, 1)
+    inv_std = 1.0 / torch.tensor(std).view(1, z_dim, 1, 1, 1)
+    assert torch.equal(normalize_latents(vae, latents), (latents - mean_t) * inv_std)
+    assert torch.equal(denormalize_latents(vae, latents), latents / inv_std + mean_t)
+    # the test can tell the formulas apart: dividing by std is not the same to the bit
+    std_t = torch.tensor(std).view(1, z_dim, 1, 1, 1)
+    assert not torch.equal((latents - mean_t) / std_t, (latents - mean_t) * inv_std)
+    assert latent_cache.normalize_latents is normalize_latents
+    assert latent_cache.denormalize_latents is denormalize_latents

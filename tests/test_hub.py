@@ -113,7 +113,7 @@ def read_card(folder) -> ModelCard:
 def test_root_model_card_is_rendered_from_the_same_source():
     expected = str(render_model_card())
     actual = (ROOT / "model_card.md").read_text(encoding="utf-8")
-    assert actual == expected, "model_card.md is stale: run `python -m diffusers_longvid.hub > model_card.md`"
+    assert actual == expected, "model_card.md is stale: run `longvid model-card --out model_card.md`"
 
 
 def test_card_metadata_for_a_lora():

@@ -341,3 +341,25 @@ def test_regional_compile_matches_eager_without_per_clip_recompiles(transformer)
         torch._dynamo.reset()
     for a, b in zip(eager, compiled):
         torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6)
+
+
+def test_disable_restores_the_rotary_embedding_rope_frame_offset_replaced():
+    from diffusers_longvid.attention import disable_rope_offset
+    from diffusers_longvid.memory import ClipMemory
+    from diffusers_longvid.selection import RecentSelector
+    transformer = get_tiny_transformer(in_channels=16, num_layers=2)
+    stock = transformer.rope
+    inputs = make_inputs(0)
+    expected = transformer(**inputs).sample
+    memory = ClipMemory(transformer, kv_cache_clips=1, clip_selector=RecentSelector())
+    run(transformer, inputs, offset=2)
+    assert isinstance(transformer.rope, OffsetWanRotaryPosEmbed)
+    assert all(m is not stock for m in transformer.modules())  # the kept module is no submodule meanwhile
+    memory.close()  # disable_cross_clip_kv_cache: processors and rope back
+    assert transformer.rope is stock
+    assert torch.equal(transformer(**inputs).sample, expected)
+    run(transformer, inputs)
+    disable_rope_offset(transformer)
+    assert transformer.rope is stock
+    disable_rope_offset(transformer)  # no-op
+    assert transformer.rope is stock

@@ -20,6 +20,7 @@ import torch
 from diffusers.schedulers.scheduling_flow_match_euler_discrete import FlowMatchEulerDiscreteScheduler
 from diffusers.utils import logging
 
+from .extension import denormalize_latents
 from .schedulers.scheduling_trflow import TRFlowScheduler, TRFlowStepEstimate, trflow_weights
 
 logger = logging.get_logger(__name__)  # pylint: disable=invalid-name
@@ -186,7 +187,7 @@ def _execution_device(pipe: Any, module: torch.nn.Module) -> torch.device:
 @torch.no_grad()
 def decode_latents(pipe: Any, latents: torch.Tensor, output_type: str = "np") -> Any:
     r"""
-    Decode Wan latents to frames exactly as `WanPipeline` does (`latents * std + mean`, VAE decode, postprocess).
+    Decode Wan latents to frames exactly as `WanPipeline` does (`denormalize_latents`, VAE decode, postprocess).
 
     Args:
         pipe (`DiffusionPipeline`): A pipeline with a Wan `vae` (`AutoencoderKLWan`, with `latents_mean` and
@@ -206,9 +207,7 @@ def decode_latents(pipe: Any, latents: torch.Tensor, output_type: str = "np") ->
         raise ValueError(f"`latents` must have shape (B, {config.z_dim}, F, H, W), got {tuple(latents.shape)}.")
     device = _execution_device(pipe, vae)
     latents = latents.to(device, vae.dtype)
-    mean = torch.tensor(config.latents_mean).view(1, config.z_dim, 1, 1, 1).to(device, vae.dtype)
-    std = torch.tensor(config.latents_std).view(1, config.z_dim, 1, 1, 1).to(device, vae.dtype)
-    video = vae.decode(latents * std + mean, return_dict=False)[0]
+    video = vae.decode(denormalize_latents(vae, latents), return_dict=False)[0]
     processor = getattr(pipe, "video_processor", None)
     if processor is None:
         from diffusers.video_processor import VideoProcessor

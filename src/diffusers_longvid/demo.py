@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -190,7 +191,6 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args.out.mkdir(parents=True, exist_ok=True)
 
-    from . import cli
     from .presets import get_preset_path
 
     try:
@@ -210,9 +210,10 @@ def main(argv: list[str] | None = None) -> int:
     prompts_file = args.out / "script.txt"
     prompts_file.write_text("\n".join(script) + "\n")
     video = args.out / "untrained_long_video.mp4"
-    code = cli.main(
+    # the user's own path: the `longvid generate` command, in a process of its own (nothing imports the CLI)
+    completed = subprocess.run(
         [
-            "generate",
+            sys.executable, "-m", "diffusers_longvid.cli", "generate",
             "--model", model,
             "--prompts-file", str(prompts_file),
             "--height", "32", "--width", "32",
@@ -220,9 +221,10 @@ def main(argv: list[str] | None = None) -> int:
             "--num-inference-steps", "12", "--guidance-scale", "3.0",
             "--seed", "0", "--out", str(video),
             "--kv-cache-clips", "5",
-        ]
+        ],
+        check=False,
     )  # fmt: skip
-    return code
+    return completed.returncode
 
 
 if __name__ == "__main__":

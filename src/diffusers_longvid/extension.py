@@ -135,23 +135,38 @@ def extension_mask(
     )
 
 
-def _latents_mean_std(vae, device, dtype) -> tuple[torch.Tensor, torch.Tensor]:
+def _latent_stats(vae, latents: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """`(latents_mean, 1 / latents_std)` of `vae`, shaped `(C, 1, 1, 1)` to broadcast over `(B,) C, F, H, W`."""
     z_dim = vae.config.z_dim
-    mean = torch.tensor(vae.config.latents_mean).view(1, z_dim, 1, 1, 1).to(device, dtype)
-    std = torch.tensor(vae.config.latents_std).view(1, z_dim, 1, 1, 1).to(device, dtype)
-    return mean, std
+    if latents.ndim not in (4, 5) or latents.shape[-4] != z_dim:
+        raise ValueError(
+            f"`latents` must be shaped (C, F, H, W) or (B, C, F, H, W) with C = vae.config.z_dim = {z_dim}, "
+            f"got {tuple(latents.shape)}."
+        )
+    mean = torch.tensor(vae.config.latents_mean).view(z_dim, 1, 1, 1).to(latents.device, latents.dtype)
+    inv_std = 1.0 / torch.tensor(vae.config.latents_std).view(z_dim, 1, 1, 1).to(latents.device, latents.dtype)
+    return mean, inv_std
 
 
 def normalize_latents(vae, latents: torch.Tensor) -> torch.Tensor:
-    """`(latents - latents_mean) / latents_std`: what the transformer sees (as in `WanImageToVideoPipeline`)."""
-    mean, std = _latents_mean_std(vae, latents.device, latents.dtype)
-    return (latents - mean) / std
+    """VAE latents -> the transformer's latent space: `(latents - latents_mean) * (1 / latents_std)`, per channel.
+
+    Bit for bit the arithmetic of `WanImageToVideoPipeline.prepare_latents` (tested against diffusers' source).
+    Works on `(C, F, H, W)` and `(B, C, F, H, W)`.
+
+    Args:
+        vae (`AutoencoderKLWan`): Supplies `config.latents_mean`, `config.latents_std` and `config.z_dim`.
+        latents (`torch.Tensor`): Raw latents from `vae.encode(...)`.
+    """
+    mean, inv_std = _latent_stats(vae, latents)
+    return (latents - mean) * inv_std
 
 
 def denormalize_latents(vae, latents: torch.Tensor) -> torch.Tensor:
-    """Inverse of [`normalize_latents`]: what `vae.decode` expects."""
-    mean, std = _latents_mean_std(vae, latents.device, latents.dtype)
-    return latents * std + mean
+    """Inverse of [`normalize_latents`], before `vae.decode`: `latents / (1 / latents_std) + latents_mean`, bit for
+    bit the arithmetic of `WanPipeline.__call__`."""
+    mean, inv_std = _latent_stats(vae, latents)
+    return latents / inv_std + mean
 
 
 @dataclass

@@ -14,7 +14,7 @@ upload_hub_folder(folder.path, "me/wan21-longvid-kv-lora", private=True)   # cre
 The folder is exactly what the Hub repository will hold, so it loads through the same code path as the Hub id:
 `LongVideoExtensionPipeline.from_pretrained(folder)` (pipeline weights) or `pipe.load_lora_weights(folder)` (LoRA).
 Its `README.md` is the model card, rendered by [`render_model_card`]; the repository's root `model_card.md` is the
-same function's output without weights (`python -m diffusers_longvid.hub > model_card.md`), so there is one text.
+same function's output without weights (`longvid model-card --out model_card.md`), so there is one text.
 """
 
 from __future__ import annotations
@@ -819,9 +819,3 @@ def upload_hub_folder(
         commit_message=commit_message or "Upload with diffusers-longvid",
         revision=revision,
     )
-
-
-if __name__ == "__main__":  # `python -m diffusers_longvid.hub > model_card.md` = `longvid model-card`
-    from .cli import main as _cli_main
-
-    raise SystemExit(_cli_main(["model-card"]))

@@ -5,10 +5,24 @@ from __future__ import annotations
 import importlib
 import importlib.util
 from types import ModuleType
+from typing import Any
 
 from diffusers.utils import logging
 
 logger = logging.get_logger(__name__)
+
+#: The sampling settings of `longvid generate` and the app where the model folder's `preset.json` says nothing
+#: (Wan2.1's own: 480x832, 81 frames at 16 fps, 50 steps, guidance 5; 5 frames shared between clips).
+GENERATION_DEFAULTS: dict[str, Any] = {
+    "height": 480,
+    "width": 832,
+    "num_frames": 81,
+    "num_condition_frames": 5,
+    "num_inference_steps": 50,
+    "guidance_scale": 5.0,
+    "fps": 16.0,
+    "max_sequence_length": None,  # None: the pipeline's default_max_sequence_length
+}
 
 # import name -> (pip distribution, extra of this package that installs it)
 _OPTIONAL_DEPENDENCIES: dict[str, tuple[str, str]] = {

@@ -60,9 +60,9 @@ def resolve_model(model: str | None) -> str:
 
 # the settings' defaults where the model folder says nothing (those of `longvid generate`)
 def _generation_defaults() -> dict[str, Any]:
-    from ..commands.generate import _GENERATION_DEFAULTS
+    from ..utils import GENERATION_DEFAULTS
 
-    return dict(_GENERATION_DEFAULTS)
+    return dict(GENERATION_DEFAULTS)
 
 
 def _read_json(path: Path) -> dict[str, Any]:

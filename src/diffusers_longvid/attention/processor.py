@@ -8,9 +8,6 @@ processor, and its state lives in the shared `CrossClipKVCache`.
 
 from __future__ import annotations
 
-import itertools
-import weakref
-
 import torch
 import torch.nn.functional as F
 from diffusers.models.attention_dispatch import dispatch_attention_fn
@@ -19,7 +16,9 @@ from diffusers.utils import logging
 from diffusers.utils.torch_utils import unwrap_module
 from torch import nn
 
+from .compile_op import cross_clip_attention, register_processor
 from .kv_cache import CrossClipKVCache, CrossClipKVCacheConfig
+from .rope import disable_rope_offset
 
 logger = logging.get_logger(__name__)  # pylint: disable=invalid-name
 
@@ -42,26 +41,6 @@ def _apply_rotary_emb(hidden_states: torch.Tensor, freqs_cos: torch.Tensor, freq
     return out.type_as(hidden_states)
 
 
-# Under torch.compile the cache (Python state: selection, recording flag, dicts of tensors) is reached through one
-# opaque custom op per cached block instead of a graph break. The op gets the processor as a handle tensor (dynamo would
-# specialise a Python int), resolved here; weak, so a dropped processor does not stay alive through this table.
-_PROCESSORS: weakref.WeakValueDictionary[int, CrossClipKVAttnProcessor] = weakref.WeakValueDictionary()
-_HANDLES = itertools.count()
-
-
-@torch.library.custom_op("diffusers_longvid::cross_clip_attention", mutates_args=())
-def _cross_clip_attention(
-    query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, handle: torch.Tensor
-) -> torch.Tensor:
-    """`CrossClipKVAttnProcessor._attend` of the processor `handle` names (the compiled path), `(B, S, H, D)`."""
-    return _PROCESSORS[int(handle)]._attend(query, key, value, None).contiguous()
-
-
-@_cross_clip_attention.register_fake
-def _(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, handle: torch.Tensor) -> torch.Tensor:
-    return torch.empty_like(query)
-
-
 class CrossClipKVAttnProcessor:
     r"""
     Self-attention processor for `WanAttention` (`attn1`) with a cross-clip KV cache.
@@ -80,10 +59,6 @@ class CrossClipKVAttnProcessor:
 
     _attention_backend = None
     _parallel_config = None
-    # Under torch.compile, reach the cache through the opaque `diffusers_longvid::cross_clip_attention` op (no graph
-    # break). `False` restores the graph break at the cache call (kept to measure the difference, see
-    # docs/performance.md).
-    _compile_as_custom_op = True
 
     def __init__(self, cache: CrossClipKVCache, block_index: int, previous_processor: object | None = None) -> None:
         if not hasattr(F, "scaled_dot_product_attention"):
@@ -94,8 +69,8 @@ class CrossClipKVAttnProcessor:
         self._register()
 
     def _register(self) -> None:
-        self._handle = torch.tensor(next(_HANDLES))
-        _PROCESSORS[int(self._handle)] = self
+        # the handle through which the compiled path (`compile_op.cross_clip_attention`) reaches this processor
+        self._handle = register_processor(self)
 
     def __setstate__(self, state: dict) -> None:
         # a copy (`copy.deepcopy` of the transformer) is another processor: it must not share the handle
@@ -130,16 +105,9 @@ class CrossClipKVAttnProcessor:
             query = _apply_rotary_emb(query, *rotary_emb)
             key = _apply_rotary_emb(key, *rotary_emb)
 
-        if (
-            torch.compiler.is_compiling()
-            and self._compile_as_custom_op
-            and attention_mask is None
-            and self._parallel_config is None
-            and not torch.is_grad_enabled()
-            and not pools  # a pooled recording forward (once per clip) needs the pre-RoPE keys: eager
-        ):
-            # No graph break: dynamo sees one opaque op. (Training keeps the break: the op has no autograd formula.)
-            hidden_states = torch.ops.diffusers_longvid.cross_clip_attention(query, key, value, self._handle)
+        if torch.compiler.is_compiling() and self._compiles_as_custom_op(attention_mask, pools):
+            # No graph break: dynamo sees one opaque op.
+            hidden_states = cross_clip_attention(query, key, value, self._handle)
         else:
             hidden_states = self._attend(
                 query, key, value, attention_mask, unrotated_key=unrotated_key, rotary_emb=rotary_emb if pools else None
@@ -150,6 +118,12 @@ class CrossClipKVAttnProcessor:
         hidden_states = attn.to_out[0](hidden_states)
         hidden_states = attn.to_out[1](hidden_states)
         return hidden_states
+
+    def _compiles_as_custom_op(self, attention_mask: torch.Tensor | None, pools: bool) -> bool:
+        """Whether a compiled forward reaches the cache through the custom op (else dynamo breaks the graph there).
+        Training keeps the break (the op has no autograd formula), and so does a pooled recording forward (once per
+        clip), which needs the pre-RoPE keys."""
+        return attention_mask is None and self._parallel_config is None and not torch.is_grad_enabled() and not pools
 
     def _attend(
         self,
@@ -270,7 +244,8 @@ def enable_cross_clip_kv_cache(
 
 
 def disable_cross_clip_kv_cache(transformer: nn.Module) -> None:
-    """Remove the cross-clip KV processors, restore the processors they replaced, and free the cache. No-op if absent."""
+    """Remove the cross-clip KV processors, restore the processors they replaced, put back the rotary embedding that
+    `rope_frame_offset` replaced (`disable_rope_offset`), and free the cache. No-op if absent."""
     transformer = unwrap_module(transformer)
     cache = None
     for block in _blocks(transformer):
@@ -282,6 +257,7 @@ def disable_cross_clip_kv_cache(transformer: nn.Module) -> None:
             if previous is not None and hasattr(previous, "_attention_backend"):
                 previous._attention_backend = processor._attention_backend
             block.attn1.set_processor(previous)
+    disable_rope_offset(transformer)
     if cache is not None:
         if cache._grid_hook_handle is not None:
             cache._grid_hook_handle.remove()

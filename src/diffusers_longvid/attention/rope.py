@@ -18,7 +18,7 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
-__all__ = ["OffsetWanRotaryPosEmbed", "enable_rope_offset", "rope_frame_offset"]
+__all__ = ["OffsetWanRotaryPosEmbed", "disable_rope_offset", "enable_rope_offset", "rope_frame_offset"]
 
 
 def _rope_angles(dim: int, positions: torch.Tensor, theta: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -98,15 +98,35 @@ class OffsetWanRotaryPosEmbed(nn.Module):
 def enable_rope_offset(transformer: nn.Module) -> OffsetWanRotaryPosEmbed:
     """Swap `transformer.rope` for an `OffsetWanRotaryPosEmbed` (idempotent; no diffusers file is edited).
 
-    The rope module holds no weights (its stock table is a non-persistent buffer), so `save_pretrained` /
-    `from_pretrained` are unaffected.
+    The replaced module is kept and put back by [`disable_rope_offset`] (which `disable_cross_clip_kv_cache`, and so
+    `ClipMemory.close()`, call). The rope module holds no weights (its stock table is a non-persistent buffer), so
+    `save_pretrained` / `from_pretrained` are unaffected.
     """
     rope = transformer.rope
     if isinstance(rope, OffsetWanRotaryPosEmbed):
         return rope
     new_rope = OffsetWanRotaryPosEmbed.from_stock(rope)
+    # a plain attribute, not a submodule: the stock module stays out of `modules()` / `state_dict()`
+    object.__setattr__(new_rope, "_replaced_rope", rope)
     transformer.rope = new_rope
     return new_rope
+
+
+def disable_rope_offset(transformer: nn.Module) -> None:
+    """Undo [`enable_rope_offset`]: put back the rotary embedding it replaced. No-op when none is installed."""
+    rope = getattr(transformer, "rope", None)
+    if not isinstance(rope, OffsetWanRotaryPosEmbed):
+        return
+    stock = getattr(rope, "_replaced_rope", None)
+    if stock is None:  # e.g. an `OffsetWanRotaryPosEmbed` set by hand: rebuild diffusers' own
+        from diffusers.models.transformers.transformer_wan import WanRotaryPosEmbed
+
+        stock = WanRotaryPosEmbed(rope.attention_head_dim, rope.patch_size, rope.max_seq_len, rope.theta)
+    # the kept module was not a submodule while replaced: it follows the transformer's `.to(device)` only now
+    parameter = next(transformer.parameters(), None)
+    if parameter is not None:
+        stock = stock.to(parameter.device)
+    transformer.rope = stock
 
 
 @contextmanager

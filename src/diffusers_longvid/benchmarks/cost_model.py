@@ -30,12 +30,11 @@ Conventions:
 
 Regenerate the tables of `docs/performance.md` with:
 
-    python -m diffusers_longvid.benchmarks.cost_model --markdown
+    longvid cost-model --markdown
 """
 
 from __future__ import annotations
 
-import argparse
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
@@ -56,6 +55,7 @@ __all__ = [
     "flops_per_step",
     "kv_bytes_per_history_clip",
     "lower_bound_time_per_clip",
+    "markdown_report",
     "markdown_table",
     "pooled_tokens_per_clip",
     "predicted_history_overhead_ratio",
@@ -816,92 +816,66 @@ def _trflow_steps(steps: int, shift: float, tau_low: float, tau_high: float) -> 
     return len(scheduler.timesteps)
 
 
-def _markdown_report(args: argparse.Namespace) -> str:
+def markdown_report(
+    height: int = 480,
+    width: int = 832,
+    frames: int = 81,
+    steps: int = 50,
+    history_clips: int = 5,
+    shift: float = 3.0,
+    peak_tflops: float = H200_PEAK_TFLOPS,
+    bandwidth_tbps: float = H200_BANDWIDTH_TBPS,
+) -> str:
+    """The Markdown tables of `docs/performance.md` (`longvid cost-model --markdown`) for Wan2.1-T2V-1.3B."""
+    if history_clips < 1:
+        raise ValueError(f"`history_clips` must be at least 1, got {history_clips}.")
     shape = wan21_t2v_1_3b()
-    video = VideoShape(height=args.height, width=args.width, frames=args.frames)
+    video = VideoShape(height=height, width=width, frames=frames)
     n = tokens_per_clip(shape, video)
     kv = kv_bytes_per_history_clip(shape, video, dtype_bytes=2)
-    common = dict(peak_tflops=args.peak_tflops, bandwidth_tbps=args.bandwidth_tbps)
+    common = dict(peak_tflops=peak_tflops, bandwidth_tbps=bandwidth_tbps)
     out = [
         f"Wan2.1-T2V-1.3B ({shape.num_parameters():,} parameters), {video.width}x{video.height}, {video.frames} "
         f"frames -> {video.latent_frames}x{video.latent_height}x{video.latent_width} latents -> **{n:,} tokens** "
         f"per clip, {shape.text_len} text tokens; KV cache in blocks {shape.default_cached_blocks[0]}-"
         f"{shape.default_cached_blocks[-1]} ({len(shape.default_cached_blocks)} blocks); bf16; CFG (2 forwards per "
-        f"step); roofline at {args.peak_tflops:g} TFLOP/s and {args.bandwidth_tbps:g} TB/s.",
+        f"step); roofline at {peak_tflops:g} TFLOP/s and {bandwidth_tbps:g} TB/s.",
         "",
-        f"**One forward (one CFG branch), by component** (k = {args.history_clips}):",
+        f"**One forward (one CFG branch), by component** (k = {history_clips}):",
         "",
-        markdown_table(flop_breakdown_table(shape, video, args.history_clips)),
+        markdown_table(flop_breakdown_table(shape, video, history_clips)),
         "",
         "**K/V of one history clip** (bf16): "
         f"{kv.per_block / 2**20:,.1f} MiB per block and branch, {kv.per_branch / _GIB:.2f} GiB per branch "
         f"({kv.num_cached_blocks} blocks), {kv.total / _GIB:.2f} GiB with both CFG branches; "
-        f"k = {args.history_clips} holds {args.history_clips * kv.total / _GIB:.1f} GiB.",
+        f"k = {history_clips} holds {history_clips * kv.total / _GIB:.1f} GiB.",
         "",
-        f"**Per step and per clip, {args.steps} steps** (`k = 0` is plain chaining; `k > 0` adds one recording "
+        f"**Per step and per clip, {steps} steps** (`k = 0` is plain chaining; `k > 0` adds one recording "
         "forward per branch per clip):",
         "",
-        markdown_table(cost_table(shape, video, args.steps, (0, 1, 3, args.history_clips), **common)),
+        markdown_table(cost_table(shape, video, steps, (0, 1, 3, history_clips), **common)),
     ]
-    trflow = _trflow_steps(args.steps, args.shift, 0.3, 0.7)
+    trflow = _trflow_steps(steps, shift, 0.3, 0.7)
     if trflow is not None:
         out += [
             "",
-            f"**With T-RFlow** (`tau` window [0.3, 0.7], shift {args.shift:g}): {trflow} of {args.steps} steps are "
+            f"**With T-RFlow** (`tau` window [0.3, 0.7], shift {shift:g}): {trflow} of {steps} steps are "
             "evaluated (`len(TRFlowScheduler.timesteps)`):",
             "",
-            markdown_table(cost_table(shape, video, trflow, (0, args.history_clips), **common)),
+            markdown_table(cost_table(shape, video, trflow, (0, history_clips), **common)),
         ]
     out += [
         "",
-        f"**Compressed history** (`CrossClipKVCacheConfig(history_pool=(t, h, w))`, k = {args.history_clips}, "
-        f"{args.steps} steps, CFG, recording forward included; target ≤ 1.3× plain chaining and ≤ 6 GiB):",
+        f"**Compressed history** (`CrossClipKVCacheConfig(history_pool=(t, h, w))`, k = {history_clips}, "
+        f"{steps} steps, CFG, recording forward included; target ≤ 1.3× plain chaining and ≤ 6 GiB):",
         "",
-        markdown_table(compressed_history_table(shape, video, args.steps, args.history_clips, **common)),
+        markdown_table(compressed_history_table(shape, video, steps, history_clips, **common)),
     ]
-    ratio = predicted_history_overhead_ratio(shape, video, args.history_clips)
-    ratio_clip = predicted_history_overhead_ratio(shape, video, args.history_clips, steps=args.steps)
+    ratio = predicted_history_overhead_ratio(shape, video, history_clips)
+    ratio_clip = predicted_history_overhead_ratio(shape, video, history_clips, steps=steps)
     out += [
         "",
-        f"Predicted overhead of k = {args.history_clips} (FLOP ratio): {ratio:.3f}x per forward, {ratio_clip:.3f}x "
-        f"per clip of {args.steps} steps with the recording forward.",
+        f"Predicted overhead of k = {history_clips} (FLOP ratio): {ratio:.3f}x per forward, {ratio_clip:.3f}x "
+        f"per clip of {steps} steps with the recording forward.",
     ]
     return "\n".join(out)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m diffusers_longvid.benchmarks.cost_model",
-        description="Analytic FLOP / K/V-bytes / roofline cost of Wan2.1-T2V-1.3B with the cross-clip KV cache.",
-    )
-    parser.add_argument("--markdown", action="store_true", help="Print the Markdown tables of docs/performance.md.")
-    parser.add_argument("--height", type=int, default=480)
-    parser.add_argument("--width", type=int, default=832)
-    parser.add_argument("--frames", type=int, default=81)
-    parser.add_argument("--steps", type=int, default=50, help="Denoising steps per clip (Wan's default 50).")
-    parser.add_argument("--history-clips", type=int, default=5, help="k, the history clips attended (paper: 5).")
-    parser.add_argument("--shift", type=float, default=3.0, help="Flow shift for the T-RFlow step count (480p: 3).")
-    parser.add_argument("--peak-tflops", type=float, default=H200_PEAK_TFLOPS)
-    parser.add_argument("--bandwidth-tbps", type=float, default=H200_BANDWIDTH_TBPS)
-    args = parser.parse_args(argv)
-    if args.history_clips < 1:
-        parser.error("--history-clips must be at least 1")
-    try:
-        if args.markdown:
-            print(_markdown_report(args))
-            return 0
-        clip = lower_bound_time_per_clip(
-            wan21_t2v_1_3b(), VideoShape(args.height, args.width, args.frames), args.steps,
-            history_clips=args.history_clips, peak_tflops=args.peak_tflops, bandwidth_tbps=args.bandwidth_tbps,
-        )
-    except ValueError as error:
-        parser.error(str(error))
-    print(
-        f"lower bound per clip: {clip.seconds:.1f} s ({clip.bound}-bound), {clip.flops.total / _TERA:,.0f} TFLOP, "
-        f"{clip.kv_bytes_held / _GIB:.1f} GiB K/V held; pass --markdown for the tables"
-    )
-    return 0
-
-
-if __name__ == "__main__":  # pragma: no cover
-    raise SystemExit(main())

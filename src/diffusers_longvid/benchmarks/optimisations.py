@@ -412,6 +412,14 @@ def _study_compile(transformer: Any, settings: BenchSettings, factors: tuple[int
     import torch
     import torch._dynamo
 
+    from ..attention.processor import CrossClipKVAttnProcessor
+
+    class _GraphBreakKVAttnProcessor(CrossClipKVAttnProcessor):
+        """The study's "before": a compiled forward breaks the graph at the cache call instead of the custom op."""
+
+        def _compiles_as_custom_op(self, attention_mask, pools) -> bool:
+            return False
+
     k = settings.kv_cache_clips
     variants = {
         "stock": (None, True, False),
@@ -429,10 +437,11 @@ def _study_compile(transformer: Any, settings: BenchSettings, factors: tuple[int
             harness = KVPathHarness(model, settings, history or 0, *factors)
             if history is None:
                 harness.close()  # the same inputs through the stock processors
-            for block in harness.cache.block_indices:
-                processor = model.blocks[block].attn1.processor
-                if hasattr(processor, "_compile_as_custom_op"):
-                    processor._compile_as_custom_op = custom_op
+            if not custom_op:
+                for block in harness.cache.block_indices:
+                    processor = model.blocks[block].attn1.processor
+                    if isinstance(processor, CrossClipKVAttnProcessor):
+                        processor.__class__ = _GraphBreakKVAttnProcessor
             harnesses.append(harness)
         eager, compiled = harnesses
 

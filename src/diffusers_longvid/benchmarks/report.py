@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -743,14 +742,3 @@ def write_report(result: dict[str, Any], out_dir: str | os.PathLike, command: st
     paths["markdown"].write_text(markdown_report(result, command) + "\n", encoding="utf-8")
     paths.update(_plots(result, out))
     return paths
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """`python -m diffusers_longvid.benchmarks.report DIR`: the same as `longvid bench-report DIR`."""
-    from ..cli import main as cli_main
-
-    return cli_main(["bench-report", *(argv if argv is not None else sys.argv[1:])])
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

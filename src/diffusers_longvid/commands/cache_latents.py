@@ -89,29 +89,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def load_encoders(model: str, revision: str | None = None, vae_dtype=None, text_encoder_dtype=None):
-    """Load `(vae, text_encoder, tokenizer)` from the `vae/`, `text_encoder/` and `tokenizer/` of a pipeline."""
-    import transformers
-    from diffusers import AutoencoderKLWan
-
-    vae = AutoencoderKLWan.from_pretrained(model, subfolder="vae", revision=revision, torch_dtype=vae_dtype)
-    tokenizer = transformers.AutoTokenizer.from_pretrained(model, subfolder="tokenizer", revision=revision)
-    config = transformers.AutoConfig.from_pretrained(model, subfolder="text_encoder", revision=revision)
-    architecture = (getattr(config, "architectures", None) or ["UMT5EncoderModel"])[0]
-    encoder_class = getattr(transformers, architecture, None)
-    if encoder_class is None:
-        raise ValueError(f"The text encoder of `{model}` is a {architecture!r}, which transformers does not provide.")
-    text_encoder = encoder_class.from_pretrained(
-        model, subfolder="text_encoder", revision=revision, torch_dtype=text_encoder_dtype
-    )
-    return vae.eval(), text_encoder.eval(), tokenizer
-
-
 def run(args: argparse.Namespace) -> int:
     import torch
 
     from ..training.datasets import LongVideoDataset, ShortClipDataset
-    from ..training.latent_cache import cache_latents
+    from ..training.latent_cache import cache_latents, load_encoders
     from ..training.manifest import load_manifest
 
     if args.kind == "long" and args.num_frames is None:

@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ..utils import GENERATION_DEFAULTS as _GENERATION_DEFAULTS
 from ..validation import check_float, check_int, check_seed
 
 _DTYPES = ("auto", "float32", "bfloat16", "float16")
@@ -204,21 +205,9 @@ def _read_prompts(args: argparse.Namespace) -> list[str]:
     return [args.prompt] * num_clips
 
 
-# * options left out take the model folder's `preset.json` value (the built-in `toy` preset has one), else these
-_GENERATION_DEFAULTS: dict[str, Any] = {
-    "height": 480,
-    "width": 832,
-    "num_frames": 81,
-    "num_condition_frames": 5,
-    "num_inference_steps": 50,
-    "guidance_scale": 5.0,
-    "fps": 16.0,
-    "max_sequence_length": None,  # None: the pipeline's default_max_sequence_length
-}
-
-
 def _apply_model_defaults(opts: argparse.Namespace, model_path: str) -> None:
-    """Fill the sampling options left out with the model's `preset.json` (a local folder's), else Wan's defaults."""
+    """Fill the sampling options left out with the model's `preset.json` (a local folder's), else Wan's defaults
+    (`diffusers_longvid.utils.GENERATION_DEFAULTS`)."""
     preset: dict[str, Any] = {}
     preset_file = Path(model_path) / "preset.json"
     if preset_file.is_file():

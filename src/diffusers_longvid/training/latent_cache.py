@@ -29,6 +29,7 @@ from typing import Any
 import torch
 from diffusers.utils import logging
 
+from ..extension import denormalize_latents, normalize_latents  # noqa: F401  (`denormalize_latents`: re-export)
 from .datasets import LongVideoDataset, ShortClipDataset, VideoDecodeError
 
 logger = logging.get_logger(__name__)
@@ -45,35 +46,22 @@ _SAVE_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": 
 # encoding, as the Wan pipelines do it
 
 
-def _latent_stats(vae, latents: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    z_dim = vae.config.z_dim
-    if latents.ndim not in (4, 5) or latents.shape[-4] != z_dim:
-        raise ValueError(
-            f"`latents` must be shaped (C, F, H, W) or (B, C, F, H, W) with C = vae.config.z_dim = {z_dim}, "
-            f"got {tuple(latents.shape)}."
-        )
-    mean = torch.tensor(vae.config.latents_mean).view(z_dim, 1, 1, 1).to(latents.device, latents.dtype)
-    inv_std = 1.0 / torch.tensor(vae.config.latents_std).view(z_dim, 1, 1, 1).to(latents.device, latents.dtype)
-    return mean, inv_std
+def load_encoders(model: str, revision: str | None = None, vae_dtype=None, text_encoder_dtype=None):
+    """Load `(vae, text_encoder, tokenizer)` from the `vae/`, `text_encoder/` and `tokenizer/` of a pipeline."""
+    import transformers
+    from diffusers import AutoencoderKLWan
 
-
-def normalize_latents(vae, latents: torch.Tensor) -> torch.Tensor:
-    """VAE latents -> the transformer's latent space: `(latents - latents_mean) / latents_std`, per channel.
-
-    The same arithmetic as `WanImageToVideoPipeline.prepare_latents`. Works on `(C, F, H, W)` and `(B, C, F, H, W)`.
-
-    Args:
-        vae (`AutoencoderKLWan`): Supplies `config.latents_mean`, `config.latents_std` and `config.z_dim`.
-        latents (`torch.Tensor`): Raw latents from `vae.encode(...)`.
-    """
-    mean, inv_std = _latent_stats(vae, latents)
-    return (latents - mean) * inv_std
-
-
-def denormalize_latents(vae, latents: torch.Tensor) -> torch.Tensor:
-    """The inverse of `normalize_latents`, before `vae.decode`: the same arithmetic as `WanPipeline.__call__`."""
-    mean, inv_std = _latent_stats(vae, latents)
-    return latents / inv_std + mean
+    vae = AutoencoderKLWan.from_pretrained(model, subfolder="vae", revision=revision, torch_dtype=vae_dtype)
+    tokenizer = transformers.AutoTokenizer.from_pretrained(model, subfolder="tokenizer", revision=revision)
+    config = transformers.AutoConfig.from_pretrained(model, subfolder="text_encoder", revision=revision)
+    architecture = (getattr(config, "architectures", None) or ["UMT5EncoderModel"])[0]
+    encoder_class = getattr(transformers, architecture, None)
+    if encoder_class is None:
+        raise ValueError(f"The text encoder of `{model}` is a {architecture!r}, which transformers does not provide.")
+    text_encoder = encoder_class.from_pretrained(
+        model, subfolder="text_encoder", revision=revision, torch_dtype=text_encoder_dtype
+    )
+    return vae.eval(), text_encoder.eval(), tokenizer
 
 
 @torch.no_grad()

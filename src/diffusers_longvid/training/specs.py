@@ -114,7 +114,7 @@ class WanTrainingSpecBase:
         once. The scheduler becomes a `TRFlowScheduler` with the checkpoint's shift (a Wan `UniPCMultistepScheduler`
         config is mapped by `TRFlowScheduler.from_config`)."""
         if self._components is None:
-            from ..commands.cache_latents import load_encoders
+            from .latent_cache import load_encoders
             from ..schedulers.scheduling_trflow import TRFlowScheduler
 
             base = self.config.pretrained_model
