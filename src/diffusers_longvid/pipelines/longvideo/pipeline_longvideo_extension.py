@@ -788,7 +788,7 @@ class LongVideoExtensionPipeline(DiffusionPipeline, WanLoraLoaderMixin):
             else:
                 if memory is not None:
                     memory.plan(list(call.prompts) if call.prompts is not None else None)
-                position = GenerationState.initial(first_condition, run.settings if run else None, str(device))
+                position = GenerationState.initial(first_condition, run and run.settings, str(device))
 
             negative_cache: dict[str, torch.Tensor] = {}
             with self._clip_progress_bar(call.num_clips_known) as clip_bar:
@@ -840,7 +840,7 @@ class LongVideoExtensionPipeline(DiffusionPipeline, WanLoraLoaderMixin):
                     clip = self._finish_clip(call, clip_index, clip_prompt, latents, attends, position, start_time)
                     clip_bar.update()
 
-                    # 10. Save the state after the callback (what it writes out is part of the finished clip)
+                    # 10. The clip's callback, then its state (what the callback writes out is part of the clip)
                     if call.callback_on_clip_end is not None:
                         call.callback_on_clip_end(self, clip_index, clip.frames, clip.info)
                     if run is not None and not self.interrupt:
