@@ -76,6 +76,17 @@ def test_transformer_attributes_the_kv_path_uses():
         pass
 
 
+def test_wan_pipeline_methods_the_pipeline_borrows():
+    # pipelines/longvideo: LongVideoExtensionPipeline takes these from WanPipeline instead of copying them
+    from diffusers import WanPipeline
+
+    assert parameters(WanPipeline._get_t5_prompt_embeds)[:3] == ["self", "prompt", "num_videos_per_prompt"]
+    for name in ("prompt", "negative_prompt", "do_classifier_free_guidance", "prompt_embeds", "max_sequence_length"):
+        assert name in parameters(WanPipeline.encode_prompt), name
+    for name in ("batch_size", "num_channels_latents", "height", "width", "num_frames", "generator", "latents"):
+        assert name in parameters(WanPipeline.prepare_latents), name
+
+
 @pytest.mark.parametrize("name", ["WanPipeline", "WanLoraLoaderMixin"])
 def test_public_bases(name):
     import diffusers
