@@ -7,6 +7,7 @@ PY := $(VENV)/bin/python
 TORCH_VERSION ?= 2.13.0
 STAMP := $(VENV)/.longvid-installed
 DEMO_OUT ?= demo_output
+BENCH_OUT ?= bench_output
 PYTEST_WORKERS ?= 2
 
 .PHONY: demo test test-app venv clean bench fuzz
@@ -29,6 +30,12 @@ demo: $(STAMP)
 test: $(STAMP)
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q -n $(PYTEST_WORKERS) --dist loadgroup tests
 
+# `longvid bench` on the tiny CPU model (docs/performance.md: ours vs plain chaining, full / sparse history, T-RFlow,
+# diffusion forcing, per clip; ~4 min on 2 cores), then its tables (`longvid bench-report`).
+bench: $(STAMP)
+	HF_HUB_OFFLINE=1 OMP_NUM_THREADS=1 $(PY) -m diffusers_longvid.cli bench --out $(BENCH_OUT)
+	$(PY) -m diffusers_longvid.cli bench-report $(BENCH_OUT)
+
 # Property-based fuzzing (11,900 hypothesis cases) and 20 kill -9 / --resume cycles of `longvid generate`
 # (docs/reliability.md); `make test` runs the same properties with 50 cases each.
 fuzz: $(STAMP)
@@ -41,4 +48,4 @@ test-app: $(STAMP)
 	HF_HUB_OFFLINE=1 LONGVID_BROWSER_TESTS=1 $(PY) -m pytest -q -n 0 tests/test_app_browser.py
 
 clean:
-	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache
+	rm -rf $(VENV) $(DEMO_OUT) $(BENCH_OUT) .pytest_cache

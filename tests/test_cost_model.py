@@ -32,7 +32,7 @@ WAN_480P = VideoShape(height=480, width=832, frames=81)
 
 
 def _load_bench_script():
-    spec = importlib.util.spec_from_file_location("gpu_wan13b", ROOT / "benchmarks" / "gpu_wan13b.py")
+    spec = importlib.util.spec_from_file_location("gpu_wan13b", ROOT / "examples" / "benchmarks" / "gpu_wan13b.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

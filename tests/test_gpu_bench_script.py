@@ -1,4 +1,4 @@
-"""`benchmarks/gpu_wan13b.py` at a tiny size on the CPU: it runs end to end, its history attention is exact, and
+"""`examples/benchmarks/gpu_wan13b.py` at a tiny size on the CPU: it runs end to end, its history attention is exact, and
 its FLOP count is the cost model's."""
 
 import importlib.util
@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("gpu_wan13b", ROOT / "benchmarks" / "gpu_wan13b.py")
+    spec = importlib.util.spec_from_file_location("gpu_wan13b", ROOT / "examples" / "benchmarks" / "gpu_wan13b.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

@@ -37,6 +37,7 @@ __all__ = [
     "check_float",
     "check_int",
     "check_seed",
+    "is_int",
     "load_image_file",
     "validate_image",
     "validate_video",
@@ -93,6 +94,14 @@ def check_float(
     return number
 
 
+def is_int(value: Any, allow_numpy: bool = False) -> bool:
+    """Whether `value` is an integer: a Python `int` (with `allow_numpy`, also a numpy integer), never a `bool`.
+
+    The one integer test of the package (configs that are saved as JSON keep `allow_numpy=False`)."""
+    types = (numbers.Integral, np.integer) if allow_numpy else int
+    return isinstance(value, types) and not isinstance(value, bool)
+
+
 def check_int(
     name: str, value: Any, minimum: int | None = None, maximum: int | None = None, allow_none: bool = False
 ) -> int | None:
@@ -103,7 +112,7 @@ def check_int(
     """
     if value is None and allow_none:
         return None
-    if isinstance(value, bool) or not isinstance(value, (numbers.Integral, np.integer)):
+    if not is_int(value, allow_numpy=True):
         raise TypeError(f"`{name}` must be an int, got {type(value).__name__}.")
     number = int(value)
     if minimum is not None and number < minimum:

@@ -18,6 +18,8 @@ from typing import Any
 import torch
 from diffusers.utils import logging
 
+from ..validation import is_int
+
 logger = logging.get_logger(__name__)  # pylint: disable=invalid-name
 
 __all__ = ["CFGBranch", "CrossClipKVCache", "CrossClipKVCacheConfig", "KVPair", "RecordMode", "default_cached_blocks"]
@@ -100,7 +102,7 @@ class CrossClipKVCacheConfig:
 
     def __post_init__(self) -> None:
         if self.blocks is not None:
-            if isinstance(self.blocks, (str, bytes)) or not all(_is_int(b) for b in self.blocks):
+            if isinstance(self.blocks, (str, bytes)) or not all(is_int(b) for b in self.blocks):
                 raise TypeError(f"`blocks` must be a sequence of ints or None, got {self.blocks!r}.")
             self.blocks = tuple(int(b) for b in self.blocks)
             if not self.blocks:
@@ -110,11 +112,11 @@ class CrossClipKVCacheConfig:
         except ValueError:
             accepted = ", ".join(repr(m.value) for m in RecordMode)
             raise ValueError(f"`record_mode` must be one of {accepted}, got {self.record_mode!r}.") from None
-        if not _is_int(self.history_frame_stride) or self.history_frame_stride < 1:
+        if not is_int(self.history_frame_stride) or self.history_frame_stride < 1:
             raise ValueError(f"`history_frame_stride` must be an int >= 1, got {self.history_frame_stride!r}.")
         if self.history_frame_indices is not None:
             indices = self.history_frame_indices
-            if isinstance(indices, (str, bytes)) or not all(_is_int(i) for i in indices) or not indices:
+            if isinstance(indices, (str, bytes)) or not all(is_int(i) for i in indices) or not indices:
                 raise ValueError(f"`history_frame_indices` must be a non-empty sequence of ints, got {indices!r}.")
             if self.history_frame_stride != 1:
                 raise ValueError("Pass either `history_frame_stride` or `history_frame_indices`, not both.")
@@ -128,7 +130,7 @@ class CrossClipKVCacheConfig:
             isinstance(pool, (str, bytes))
             or not isinstance(pool, Sequence)
             or len(pool) != 3
-            or not all(_is_int(p) and 1 <= p <= _MAX_POOL for p in pool)
+            or not all(is_int(p) and 1 <= p <= _MAX_POOL for p in pool)
         ):
             raise ValueError(
                 f"`history_pool` must be three ints `(t, h, w)` in [1, {_MAX_POOL}], got {self.history_pool!r}."
@@ -881,7 +883,3 @@ def _check_batch(history_batch: int, batch: int) -> None:
             f"History K/V were recorded with batch size {history_batch}, which does not broadcast to the current "
             f"batch size {batch}; record with batch size 1 or {batch}."
         )
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)

@@ -10,6 +10,6 @@
 - `optimisations`: the part-3 studies of the KV path (history buffer, dtype, fused QKV, batched CFG,
   `torch.compile`), driving the transformer directly.
 
-The real-size GPU timing script is `benchmarks/gpu_wan13b.py` at the repository root (self-contained, not part of
-the installed package).
+The real-size GPU timing script is `examples/benchmarks/gpu_wan13b.py` in the repository (self-contained, not part
+of the installed package), beside `examples/benchmarks/train_step_time.py`.
 """

@@ -23,7 +23,8 @@ Conventions:
 - **Lower-bound time** (roofline): `max(FLOPs / peak, bytes / bandwidth)` over a whole clip, where the bytes are
   the compulsory traffic only: the weights read once per forward, the history K/V read once per forward that
   attends to them, and the recorded K/V written once. Activations, which a fused kernel keeps on chip only in part,
-  are left out, so the real time is above this bound (how far above is what `benchmarks/gpu_wan13b.py` measures).
+  are left out, so the real time is above this bound (how far above is what `examples/benchmarks/gpu_wan13b.py`
+  measures).
 - **Recording**: by default one extra forward per CFG branch per clip at timestep 0 on the finished clip's clean
   latent (DESIGN §3), assumed not to attend to history (its K/V do not depend on the selection);
   `recording_forward=False` models recording during the last denoising step instead (no extra forward).

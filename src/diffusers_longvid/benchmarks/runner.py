@@ -36,6 +36,8 @@ from typing import Any
 
 from diffusers.utils import logging
 
+from ..validation import is_int
+
 logger = logging.get_logger(__name__)  # pylint: disable=invalid-name
 
 __all__ = [
@@ -93,10 +95,6 @@ RUN_KINDS = ("longvideo", "skyreels")
 SCHEDULER_KINDS = ("euler", "trflow")
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 @dataclass
 class RunSpec:
     r"""
@@ -142,16 +140,16 @@ class RunSpec:
             raise ValueError(f"`scheduler` must be one of {list(SCHEDULER_KINDS)}, got {self.scheduler!r}.")
         for name in ("kv_cache_clips", "ar_step"):
             value = getattr(self, name)
-            if not _is_int(value) or value < 0:
+            if not is_int(value) or value < 0:
                 raise ValueError(f"`{name}` must be an int >= 0, got {value!r}.")
         for name in ("history_frame_stride", "causal_block_size"):
             value = getattr(self, name)
-            if not _is_int(value) or value < 1:
+            if not is_int(value) or value < 1:
                 raise ValueError(f"`{name}` must be an int >= 1, got {value!r}.")
-        if self.max_cached_clips is not None and (not _is_int(self.max_cached_clips) or self.max_cached_clips < 1):
+        if self.max_cached_clips is not None and (not is_int(self.max_cached_clips) or self.max_cached_clips < 1):
             raise ValueError(f"`max_cached_clips` must be None or an int >= 1, got {self.max_cached_clips!r}.")
         pool = tuple(self.history_pool)
-        if len(pool) != 3 or not all(_is_int(p) and p >= 1 for p in pool):
+        if len(pool) != 3 or not all(is_int(p) and p >= 1 for p in pool):
             raise ValueError(f"`history_pool` must be three ints >= 1, got {self.history_pool!r}.")
         self.history_pool = pool
         if not isinstance(self.batch_cfg, bool):
@@ -246,9 +244,9 @@ class BenchSettings:
         for name in ("num_clips", "height", "width", "num_frames", "num_condition_frames", "num_inference_steps",
                      "max_sequence_length", "window", "num_threads", "full_history_clips", "history_frame_stride"):
             value = getattr(self, name)
-            if not _is_int(value) or value < 1:
+            if not is_int(value) or value < 1:
                 raise ValueError(f"`{name}` must be a positive int, got {value!r}.")
-        if not _is_int(self.kv_cache_clips) or self.kv_cache_clips < 1:
+        if not is_int(self.kv_cache_clips) or self.kv_cache_clips < 1:
             raise ValueError(f"`kv_cache_clips` must be an int >= 1 (the `ours` run), got {self.kv_cache_clips!r}.")
         if self.selector not in SELECTORS:
             raise ValueError(f"`selector` must be one of {list(SELECTORS)}, got {self.selector!r}.")
@@ -259,20 +257,20 @@ class BenchSettings:
         if not 0.0 <= self.tau_low < self.tau_high <= 1.0:
             raise ValueError(f"Need 0 <= `tau_low` < `tau_high` <= 1, got {self.tau_low} and {self.tau_high}.")
         self.history_pool = tuple(self.history_pool)
-        if len(self.history_pool) != 3 or not all(_is_int(p) and p >= 1 for p in self.history_pool):
+        if len(self.history_pool) != 3 or not all(is_int(p) and p >= 1 for p in self.history_pool):
             raise ValueError(f"`history_pool` must be three ints >= 1, got {list(self.history_pool)!r}.")
         for name in ("constant_cost_tolerance", "prediction_tolerance"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
                 raise ValueError(f"`{name}` must be a positive number, got {value!r}.")
         self.skyreels_ar_steps = tuple(self.skyreels_ar_steps)
-        if not all(_is_int(a) and a >= 0 for a in self.skyreels_ar_steps):
+        if not all(is_int(a) and a >= 0 for a in self.skyreels_ar_steps):
             raise ValueError(f"`skyreels_ar_steps` must be ints >= 0, got {list(self.skyreels_ar_steps)!r}.")
         if self.prompts is not None:
             self.prompts = tuple(self.prompts)
             if not self.prompts or not all(isinstance(p, str) and p for p in self.prompts):
                 raise ValueError("`prompts` must be a non-empty sequence of non-empty str.")
-        if self.warmup_clips is not None and (not _is_int(self.warmup_clips) or self.warmup_clips < 0):
+        if self.warmup_clips is not None and (not is_int(self.warmup_clips) or self.warmup_clips < 0):
             raise ValueError(f"`warmup_clips` must be None or an int >= 0, got {self.warmup_clips!r}.")
         if self.num_clips < 2:
             raise ValueError(f"`num_clips` must be >= 2 (history needs an earlier clip), got {self.num_clips}.")

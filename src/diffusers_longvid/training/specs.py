@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 from diffusers.utils import logging
+from diffusers.utils.torch_utils import unwrap_module
 from torch import nn
 from torch.utils.data import Dataset
 
@@ -53,10 +54,12 @@ def _first(item: dict[str, Any], *keys: str) -> Any:
 
 
 def unwrap(model: nn.Module) -> nn.Module:
-    """The module inside a DDP / compile wrapper."""
-    while hasattr(model, "module") and isinstance(model.module, nn.Module):
-        model = model.module
-    return getattr(model, "_orig_mod", model)
+    """The module inside DDP / DataParallel (`.module`) and torch.compile wrappers, in any nesting: diffusers'
+    `unwrap_module` (compile) applied through the `.module` chain, so there is one compile-unwrapping rule."""
+    model = unwrap_module(model)
+    while isinstance(getattr(model, "module", None), nn.Module):
+        model = unwrap_module(model.module)
+    return model
 
 
 class WanTrainingSpecBase:

@@ -17,8 +17,8 @@ Presets (DESIGN §6):
   (5 latent frames of 8x8, 80 tokens), batch 8; stage 2: 6 clips per example (5 history clips, as the paper), clips
   overlapping by 5 frames.
 
-    python benchmarks/train_step_time.py --all --out train_step_time.json
-    python benchmarks/train_step_time.py --preset toy --stage causal_lora --steps 4
+    python examples/benchmarks/train_step_time.py --all --out train_step_time.json
+    python examples/benchmarks/train_step_time.py --preset toy --stage causal_lora --steps 4
 """
 
 from __future__ import annotations

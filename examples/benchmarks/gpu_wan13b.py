@@ -22,11 +22,11 @@ after warm-up steps. The table gives ms per step, peak GiB allocated, and achiev
 matmul FLOPs of `diffusers_longvid.benchmarks.cost_model` (a copy of its formula is used where the package cannot
 be imported). Run on a GPU (about 2-4 minutes on an H200):
 
-    python benchmarks/gpu_wan13b.py --out gpu_wan13b.json
+    python examples/benchmarks/gpu_wan13b.py --out gpu_wan13b.json
 
 and on a CPU at a tiny size (what the test suite does):
 
-    python benchmarks/gpu_wan13b.py --tiny --device cpu --out tiny.json
+    python examples/benchmarks/gpu_wan13b.py --tiny --device cpu --out tiny.json
 """
 
 from __future__ import annotations
@@ -283,7 +283,7 @@ def _inline_flops_per_forward(
 
 def _import_cost_model_from_checkout() -> None:
     # Run from a checkout without installing the package: make `src/` importable (cost_model needs only stdlib).
-    src = Path(__file__).resolve().parents[1] / "src"
+    src = Path(__file__).resolve().parents[2] / "src"
     if (src / "diffusers_longvid").is_dir() and str(src) not in sys.path:
         sys.path.insert(0, str(src))
 
