@@ -135,3 +135,25 @@ def test_train_toy_vae_cli(tmp_path):
     assert main(argv) == 0
     assert (out / "checkpoint-0000001" / "vae" / "diffusion_pytorch_model.safetensors").is_file()
     assert json.loads((out / "vae" / "config.json").read_text())["base_dim"] == 4
+
+
+def test_checkpoints_are_safetensors_and_json_and_old_pt_checkpoints_still_resume(tmp_path):
+    from diffusers_longvid.toy.vae import _load_training_state
+
+    straight = tmp_path / "straight"
+    train_toy_vae(straight, config=_tiny_config())
+    checkpoint = straight / "checkpoint-0000002"
+    assert sorted(p.name for p in checkpoint.iterdir()) == ["optimizer.safetensors", "trainer_state.json", "vae"]
+    assert json.loads((checkpoint / "trainer_state.json").read_text())["step"] == 2
+
+    # a checkpoint in the layout of earlier versions (one torch pickle) resumes to the same weights
+    legacy = tmp_path / "legacy"
+    train_toy_vae(legacy, config=_tiny_config(steps=2))
+    old = legacy / "checkpoint-0000002"
+    torch.save(_load_training_state(old), old / "training_state.pt")
+    (old / "trainer_state.json").unlink()
+    (old / "optimizer.safetensors").unlink()
+    assert train_toy_vae(legacy, config=_tiny_config())["step"] == 4
+    a = load_file(straight / "vae" / "diffusion_pytorch_model.safetensors")
+    b = load_file(legacy / "vae" / "diffusion_pytorch_model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

@@ -11,9 +11,12 @@ is what `WanPipeline`-style pipelines use to normalise latents.
 Layout of `out_dir`:
 
     checkpoint-0001000/vae/        the weights at that step (safetensors + config.json)
-    checkpoint-0001000/training_state.pt   optimizer, step, training config
+    checkpoint-0001000/optimizer.safetensors   the optimizer's tensors (as the trainers: safetensors or JSON)
+    checkpoint-0001000/trainer_state.json      step, training config, the optimizer's other state
     vae/                           the latest weights, with latent statistics in the config: load this one
     metrics.jsonl                  one JSON object per log / eval event
+
+Checkpoints written before this layout (`training_state.pt`, a torch pickle) are still resumed from.
 """
 
 from __future__ import annotations
@@ -65,6 +68,9 @@ TOY_VAE_CONFIG: dict[str, Any] = {
 }
 EVAL_SEED = 1_000_003  # seed stream of the held-out clips; training steps use the streams (seed, step)
 _CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
+TRAINER_STATE_NAME = "trainer_state.json"
+OPTIMIZER_WEIGHTS_NAME = "optimizer.safetensors"
+_LEGACY_STATE_NAME = "training_state.pt"  # checkpoints of earlier versions: read, never written
 
 
 @torch.no_grad()
@@ -354,7 +360,7 @@ def _checkpoints(out_dir: Path) -> list[tuple[int, Path]]:
     if out_dir.is_dir():
         for child in out_dir.iterdir():
             match = _CHECKPOINT_RE.match(child.name)
-            if match and (child / "training_state.pt").is_file():
+            if match and any((child / name).is_file() for name in (TRAINER_STATE_NAME, _LEGACY_STATE_NAME)):
                 found.append((int(match.group(1)), child))
     return sorted(found)
 
@@ -362,6 +368,45 @@ def _checkpoints(out_dir: Path) -> list[tuple[int, Path]]:
 def _append_metrics(out_dir: Path, record: dict[str, Any]) -> None:
     with open(out_dir / "metrics.jsonl", "a", encoding="utf-8") as f:
         f.write(json.dumps(record) + "\n")
+
+
+def _save_training_state(folder: Path, step: int, optimizer_state: dict[str, Any], config: dict[str, Any]) -> None:
+    """The optimizer's tensors to `optimizer.safetensors` (`state.<param>.<key>`), everything else to JSON."""
+    from safetensors.torch import save_file
+
+    tensors, other = {}, {}
+    for index, values in optimizer_state["state"].items():
+        for key, value in values.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"state.{index}.{key}"] = value.detach().contiguous().cpu()
+            else:
+                other[f"{index}.{key}"] = value
+    save_file(tensors, str(folder / OPTIMIZER_WEIGHTS_NAME))
+    trainer_state = {
+        "step": step,
+        "config": config,
+        "optimizer": {"param_groups": optimizer_state["param_groups"], "state_values": other},
+    }
+    (folder / TRAINER_STATE_NAME).write_text(json.dumps(trainer_state, indent=1) + "\n", encoding="utf-8")
+
+
+def _load_training_state(folder: Path) -> dict[str, Any]:
+    """`{"step", "config", "optimizer"}` (an optimizer `state_dict`) of a checkpoint folder, either layout."""
+    if not (folder / TRAINER_STATE_NAME).is_file():
+        return torch.load(folder / _LEGACY_STATE_NAME, map_location="cpu", weights_only=True)
+    from safetensors.torch import load_file
+
+    trainer_state = json.loads((folder / TRAINER_STATE_NAME).read_text(encoding="utf-8"))
+    saved = trainer_state["optimizer"]
+    state: dict[int, dict[str, Any]] = {}
+    for name, tensor in load_file(str(folder / OPTIMIZER_WEIGHTS_NAME)).items():
+        _, index, key = name.split(".", 2)
+        state.setdefault(int(index), {})[key] = tensor
+    for name, value in saved["state_values"].items():
+        index, key = name.split(".", 1)
+        state.setdefault(int(index), {})[key] = value
+    optimizer = {"state": state, "param_groups": saved["param_groups"]}
+    return {"step": trainer_state["step"], "config": trainer_state["config"], "optimizer": optimizer}
 
 
 def _save(
@@ -378,10 +423,7 @@ def _save(
     tmp = out_dir / f".tmp-checkpoint-{step:07d}"
     shutil.rmtree(tmp, ignore_errors=True)
     vae.save_pretrained(tmp / "vae", safe_serialization=True)
-    torch.save(
-        {"step": step, "optimizer": optimizer.state_dict(), "config": dataclasses.asdict(config)},
-        tmp / "training_state.pt",
-    )
+    _save_training_state(tmp, step, optimizer.state_dict(), dataclasses.asdict(config))
     shutil.rmtree(ckpt, ignore_errors=True)
     os.replace(tmp, ckpt)  # a checkpoint folder either exists complete or not at all
     latest_tmp = out_dir / ".tmp-vae"
@@ -435,7 +477,7 @@ def train_toy_vae(
     existing = _checkpoints(out) if resume else []
     if existing:
         start_step, path = existing[-1]
-        state = torch.load(path / "training_state.pt", map_location="cpu", weights_only=True)
+        state = _load_training_state(path)
         saved_model = state["config"].get("model", {})
         if {**TOY_VAE_CONFIG, **saved_model} != {**TOY_VAE_CONFIG, **config.model}:
             raise ValueError(
