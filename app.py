@@ -8,6 +8,7 @@ import os
 
 from diffusers_longvid.app import launch_app
 
+
 if __name__ == "__main__":
     launch_app(
         model=os.environ.get("LONGVID_APP_MODEL", "toy"),

@@ -34,6 +34,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+
 DEFAULT_SCRIPT = Path(__file__).parent / "scripts" / "fox_in_snow.txt"
 
 
@@ -145,8 +146,12 @@ def main(argv: list[str] | None = None) -> int:
         pipe.to(device)
     if args.vae_tiling:
         if args.tiny:  # tiles smaller than the tiny frames, so tiling really happens
-            pipe.vae.enable_tiling(tile_sample_min_height=32, tile_sample_min_width=32,
-                                   tile_sample_stride_height=16, tile_sample_stride_width=16)
+            pipe.vae.enable_tiling(
+                tile_sample_min_height=32,
+                tile_sample_min_width=32,
+                tile_sample_stride_height=16,
+                tile_sample_stride_width=16,
+            )
         else:
             pipe.vae.enable_tiling()
     if args.vae_slicing:

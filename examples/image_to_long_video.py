@@ -25,6 +25,7 @@ import argparse
 import sys
 from pathlib import Path
 
+
 DEFAULT_SCRIPT = Path(__file__).parent / "scripts" / "fox_in_snow.txt"
 
 

@@ -31,6 +31,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+
 DEFAULT_SCRIPT = Path(__file__).parent / "scripts" / "fox_in_snow.txt"
 
 
@@ -51,14 +52,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--kv-cache-clips", type=int, default=None, help="History clips (default: 0, or 5 with --lora)."
     )
-    parser.add_argument("--selector", choices=("similarity", "recent"), default="similarity",
-                        help="History selection: prompt similarity (needs a sentence model) or the most recent clips.")
+    parser.add_argument(
+        "--selector",
+        choices=("similarity", "recent"),
+        default="similarity",
+        help="History selection: prompt similarity (needs a sentence model) or the most recent clips.",
+    )
     parser.add_argument("--offload-kv", action="store_true", help="Keep stored history K/V on the host (CPU).")
     parser.add_argument("--cpu-offload", action="store_true", help="enable_model_cpu_offload() (less GPU memory).")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--fps", type=float, default=16.0)
-    parser.add_argument("--tiny", nargs="?", const="t2v", choices=("t2v", "extension"), default=None,
-                        help="Tiny random model on the CPU (no weights): 't2v' (default) or 'extension'.")
+    parser.add_argument(
+        "--tiny",
+        nargs="?",
+        const="t2v",
+        choices=("t2v", "extension"),
+        default=None,
+        help="Tiny random model on the CPU (no weights): 't2v' (default) or 'extension'.",
+    )
     return parser.parse_args(argv)
 
 

@@ -30,6 +30,7 @@ import json
 import sys
 from pathlib import Path
 
+
 DEFAULT_SCRIPT = Path(__file__).parent / "scripts" / "fox_in_snow.txt"
 
 
@@ -125,8 +126,12 @@ def main(argv: list[str] | None = None) -> int:
             export_to_video(list(frames), str(args.out / f"{job['name']}.mp4"), fps=16)
             if args.save_frames:
                 np.save(args.out / f"{job['name']}.npy", frames)
-            record = {**job, "rank": state.process_index, "num_processes": state.num_processes,
-                      "num_frames": int(frames.shape[0])}
+            record = {
+                **job,
+                "rank": state.process_index,
+                "num_processes": state.num_processes,
+                "num_frames": int(frames.shape[0]),
+            }
             (args.out / f"{job['name']}.json").write_text(json.dumps(record, indent=2), encoding="utf-8")
             print(f"[rank {state.process_index}/{state.num_processes}] {job['name']}: {frames.shape[0]} frames")
     state.wait_for_everyone()

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+
 _SQUARE_COLOURS = ((220, 40, 40), (40, 200, 60), (50, 80, 230))
 
 

@@ -18,9 +18,11 @@ from pathlib import Path
 import pytest
 import torch
 
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _media import write_test_manifest, write_test_video  # noqa: E402
+
 
 FPS = 8.0
 SIZE = 16  # frames are 16x16: 2x2 latents, 1 token per latent frame with patch (1, 2, 2)
@@ -59,13 +61,19 @@ def write_media(root: Path) -> dict[str, Path]:
     """Two small mp4 files and two manifests: `short.jsonl` (4 captioned clips of 1.25 s) and `long.jsonl` (two
     videos of 4 contiguous captioned clips, each giving `CLIPS_PER_VIDEO` pipeline clips)."""
     root.mkdir(parents=True, exist_ok=True)
-    videos = [write_test_video(root / f"video{i}.mp4", num_frames=24, height=24, width=24, fps=FPS, seed=i)
-              for i in range(2)]
+    videos = [
+        write_test_video(root / f"video{i}.mp4", num_frames=24, height=24, width=24, fps=FPS, seed=i) for i in range(2)
+    ]
     short = write_test_manifest(
         root / "short.jsonl",
         [
-            {"video": v.name, "clips": [{"start": 0.0, "end": 1.25, "caption": PROMPTS[2 * i]},
-                                        {"start": 1.25, "end": 2.5, "caption": PROMPTS[2 * i + 1]}]}
+            {
+                "video": v.name,
+                "clips": [
+                    {"start": 0.0, "end": 1.25, "caption": PROMPTS[2 * i]},
+                    {"start": 1.25, "end": 2.5, "caption": PROMPTS[2 * i + 1]},
+                ],
+            }
             for i, v in enumerate(videos)
         ],
     )
@@ -73,8 +81,10 @@ def write_media(root: Path) -> dict[str, Path]:
     long = write_test_manifest(
         root / "long.jsonl",
         [
-            {"video": v.name, "clips": [{"start": 0.5 * j, "end": 0.5 * (j + 1), "caption": PROMPTS[(j + i) % 4]}
-                                        for j in range(4)]}
+            {
+                "video": v.name,
+                "clips": [{"start": 0.5 * j, "end": 0.5 * (j + 1), "caption": PROMPTS[(j + i) % 4]} for j in range(4)],
+            }
             for i, v in enumerate(videos)
         ],
     )
@@ -85,14 +95,43 @@ def write_cache(pipeline: Path, manifest: Path, out: Path, kind: str) -> Path:
     """`longvid cache-latents` of `manifest` with the tiny pipeline's VAE and text encoder."""
     from diffusers_longvid.cli import main
 
-    frames = ["--num-frames", str(SHORT_FRAMES)] if kind == "short" else [
-        "--num-frames", str(LONG_FRAMES), "--overlap-frames", str(OVERLAP), "--max-clips", str(CLIPS_PER_VIDEO),
-        "--min-clips", str(CLIPS_PER_VIDEO)]
-    code = main([
-        "cache-latents", "--manifest", str(manifest), "--model", str(pipeline), "--out", str(out), "--kind", kind,
-        "--height", str(SIZE), "--width", str(SIZE), "--fps", str(FPS), "--max-sequence-length", "16",
-        "--no-progress", *frames,
-    ])
+    frames = (
+        ["--num-frames", str(SHORT_FRAMES)]
+        if kind == "short"
+        else [
+            "--num-frames",
+            str(LONG_FRAMES),
+            "--overlap-frames",
+            str(OVERLAP),
+            "--max-clips",
+            str(CLIPS_PER_VIDEO),
+            "--min-clips",
+            str(CLIPS_PER_VIDEO),
+        ]
+    )
+    code = main(
+        [
+            "cache-latents",
+            "--manifest",
+            str(manifest),
+            "--model",
+            str(pipeline),
+            "--out",
+            str(out),
+            "--kind",
+            kind,
+            "--height",
+            str(SIZE),
+            "--width",
+            str(SIZE),
+            "--fps",
+            str(FPS),
+            "--max-sequence-length",
+            "16",
+            "--no-progress",
+            *frames,
+        ]
+    )
     assert code == 0
     return out
 

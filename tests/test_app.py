@@ -33,9 +33,23 @@ from diffusers_longvid.testing import get_dummy_components
 from diffusers_longvid.toy import describe_script, is_reentry, random_script
 from diffusers_longvid.video_io import read_video
 
+
 PROMPTS = ["a red ball rolls on the grass", "a cat sleeps on a sofa", "the ball bounces", "the cat wakes up"]
-TINY = dict(height=16, width=16, num_frames=9, num_condition_frames=1, num_inference_steps=2, guidance_scale=2.0,
-            fps=8, max_sequence_length=16, seed=0, kv_cache=True, kv_cache_clips=2, tau_low=0.0, tau_high=1.0)
+TINY = dict(
+    height=16,
+    width=16,
+    num_frames=9,
+    num_condition_frames=1,
+    num_inference_steps=2,
+    guidance_scale=2.0,
+    fps=8,
+    max_sequence_length=16,
+    seed=0,
+    kv_cache=True,
+    kv_cache_clips=2,
+    tau_low=0.0,
+    tau_high=1.0,
+)
 
 
 # ------------------------------------------------------------------------------------------------ script editor
@@ -76,7 +90,7 @@ def test_toy_rows_mark_the_comebacks_and_their_prompts_leave_the_colour_out():
     rows[1][1] = ""
     assert script_from_rows(rows).prompts[1] == describe_script(script)[1]
     assert len(random_toy_rows(3, seed=1)) == 3
-    with pytest.raises(AppInputError, match='at least 1'):
+    with pytest.raises(AppInputError, match="at least 1"):
         random_toy_rows(0)
 
 
@@ -255,8 +269,9 @@ def test_job_streams_stops_and_resumes_like_an_uninterrupted_run(models, tiny_mo
     record = json.loads(open(resumed.sidecar).read())
     assert record["finished"] is True and record["resumed_at_clips"] == [2]
     assert [e["clip"] for e in record["kv_plan"]] == [0, 1, 2, 3] and record["kv_plan"][3]["attends"]
-    assert set(resumed.segments) == {str(tmp_path / "stopped" / "state" / "segments" / f"clip_{n:05d}.mp4")
-                                     for n in range(4)}
+    assert set(resumed.segments) == {
+        str(tmp_path / "stopped" / "state" / "segments" / f"clip_{n:05d}.mp4") for n in range(4)
+    }
     assert (tmp_path / "stopped" / "script.txt").read_text().splitlines() == PROMPTS
     assert GenerationJob.open(tmp_path / "stopped").run(models, resume=True).message.endswith("nothing to resume.")
 
@@ -385,8 +400,16 @@ def test_the_page_builds_and_renders_progress(tmp_path):
     blocks = build_app(jobs_dir=tmp_path)
     ids = {getattr(block, "elem_id", None) for block in blocks.blocks.values()}
     assert {"script", "generate", "stop", "resume", "clips", "video", "kv-chart", "downloads", "compare"} <= ids
-    progress = JobProgress(job_id="j", folder=str(tmp_path), status="running", num_clips=3, current_clip=1, step=1,
-                           num_steps=4, clips=[{"seconds": 1.5}])
+    progress = JobProgress(
+        job_id="j",
+        folder=str(tmp_path),
+        status="running",
+        num_clips=3,
+        current_clip=1,
+        step=1,
+        num_steps=4,
+        clips=[{"seconds": 1.5}],
+    )
     text = render_progress(progress)
     assert 'data-done="1"' in text and "step 1 of 4" in text and "done in 1.5 s" in text and "waiting" in text
     # a bad model name at start is a message, not a crash
@@ -418,7 +441,10 @@ def test_product_modules_never_import_the_app():
         str(path.relative_to(root))
         for path in root.rglob("*.py")
         if path.parts[len(root.parts)] not in ("app", "commands")
-        and ("from .app" in path.read_text() or "diffusers_longvid.app" in path.read_text()
-             or "from ..app" in path.read_text())
+        and (
+            "from .app" in path.read_text()
+            or "diffusers_longvid.app" in path.read_text()
+            or "from ..app" in path.read_text()
+        )
     ]
     assert not offenders, offenders

@@ -15,6 +15,7 @@ import time
 
 import pytest
 
+
 pytestmark = pytest.mark.skipif(
     os.environ.get("LONGVID_BROWSER_TESTS") != "1",
     reason="the browser test runs with `make test-app` (LONGVID_BROWSER_TESTS=1), not in `make test`",
@@ -42,12 +43,19 @@ def browser(tmp_path_factory):
 
     downloads = tmp_path_factory.mktemp("downloads")
     options = webdriver.ChromeOptions()
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
-                "--window-size=1600,1400", "--autoplay-policy=no-user-gesture-required"):
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-dev-shm-usage",
+        "--disable-gpu",
+        "--window-size=1600,1400",
+        "--autoplay-policy=no-user-gesture-required",
+    ):
         options.add_argument(arg)
     options.binary_location = CHROMIUM
-    options.add_experimental_option("prefs", {"download.default_directory": str(downloads),
-                                              "download.prompt_for_download": False})
+    options.add_experimental_option(
+        "prefs", {"download.default_directory": str(downloads), "download.prompt_for_download": False}
+    )
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
     driver.execute_cdp_cmd("Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(downloads)})
     driver.downloads = downloads
@@ -147,8 +155,11 @@ def test_write_generate_stop_resume_download_in_chromium(browser, app_url, tmp_p
     path = tmp_path / "three_clips.json"
     path.write_text(json.dumps(script))
     driver.find_element("css selector", "#script-upload input[type=file]").send_keys(str(path))
-    _wait(lambda: _rows(driver) == 3 and "comes back" in driver.find_element("css selector", "#script").text,
-          30, "the uploaded script in the editor")
+    _wait(
+        lambda: _rows(driver) == 3 and "comes back" in driver.find_element("css selector", "#script").text,
+        30,
+        "the uploaded script in the editor",
+    )
     assert "colour not in the prompt" in driver.find_element("css selector", "#script").text
 
     # 2. edit it: add a copy of clip 0 after it, then remove it again
@@ -212,10 +223,14 @@ def test_write_generate_stop_resume_download_in_chromium(browser, app_url, tmp_p
     assert "K/V stored" in plan and driver.find_elements("css selector", "#kv-chart img")
 
     # 6. the page's video plays in Chromium
-    info = _wait(lambda: driver.execute_script(
-        "const v = document.querySelector('#video video');"
-        "return v && v.readyState >= 1 ? {duration: v.duration, width: v.videoWidth, height: v.videoHeight} : null;"
-    ), 30, "the video's metadata")
+    info = _wait(
+        lambda: driver.execute_script(
+            "const v = document.querySelector('#video video');"
+            "return v && v.readyState >= 1 ? {duration: v.duration, width: v.videoWidth, height: v.videoHeight} : null;"
+        ),
+        30,
+        "the video's metadata",
+    )
     assert info["width"] == 64 and info["height"] == 64 and info["duration"] > 2.0, info
 
     # 7. download the mp4 and the sidecar through the page's links

@@ -20,6 +20,7 @@ from diffusers_longvid.benchmarks.runner import (
 from diffusers_longvid.cli import main
 from diffusers_longvid.testing import get_tiny_transformer
 
+
 ROOT = Path(__file__).resolve().parents[1]
 CLIPS, K = 4, 2
 TINY = dict(num_clips=CLIPS, height=16, width=16, num_frames=9, num_inference_steps=1, kv_cache_clips=K, window=1)
@@ -39,8 +40,15 @@ def test_report_files_are_written(bench):
     assert sorted(p.name for p in out.iterdir()) == sorted(BENCH_FILES.values())
     data = json.loads(paths["json"].read_text())
     assert data["command"] == "longvid bench --test"
-    assert set(data["runs"]) == {"ours", "no_cache", "full_history", "ours_sparse", "ours_trflow", "skyreels_ar0",
-                                 "skyreels_ar1"}
+    assert set(data["runs"]) == {
+        "ours",
+        "no_cache",
+        "full_history",
+        "ours_sparse",
+        "ours_trflow",
+        "skyreels_ar0",
+        "skyreels_ar1",
+    }
     assert all(len(run["clips"]) == CLIPS for name, run in data["runs"].items() if not name.startswith("skyreels"))
     for key in ("time_plot", "calls_plot", "memory_plot", "frame_plot"):
         assert paths[key].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -96,8 +104,11 @@ def test_kv_bytes_follow_the_cost_model(bench):
 def test_model_call_meter_counts_and_times_forwards():
     transformer = get_tiny_transformer()
     meter = ModelCallMeter(transformer)
-    inputs = dict(hidden_states=torch.randn(1, 16, 1, 4, 4), timestep=torch.tensor([1]),
-                  encoder_hidden_states=torch.randn(1, 3, 32))
+    inputs = dict(
+        hidden_states=torch.randn(1, 16, 1, 4, 4),
+        timestep=torch.tensor([1]),
+        encoder_hidden_states=torch.randn(1, 3, 32),
+    )
     with torch.no_grad():
         for _ in range(3):
             transformer(**inputs)
@@ -211,8 +222,12 @@ def test_compiled_processor_has_no_graph_break_and_matches_eager():
             for a, b in zip(outputs[False], outputs[True]):
                 torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-5)
             block = eager.cache.block_indices[-1]
-            torch.testing.assert_close(compiled.cache.get(100 + clip, block, "uncond").value,
-                                       eager.cache.get(100 + clip, block, "uncond").value, rtol=1e-5, atol=1e-5)
+            torch.testing.assert_close(
+                compiled.cache.get(100 + clip, block, "uncond").value,
+                eager.cache.get(100 + clip, block, "uncond").value,
+                rtol=1e-5,
+                atol=1e-5,
+            )
             if clip == 0:
                 graphs = torch._dynamo.utils.counters["stats"]["unique_graphs"]
         assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == graphs  # later clips reuse the graphs

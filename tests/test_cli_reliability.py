@@ -11,6 +11,7 @@ from diffusers_longvid.cli import main
 from diffusers_longvid.testing import get_dummy_components
 from diffusers_longvid.video_io import read_video, write_video
 
+
 TINY = ["--height", "16", "--width", "16", "--num-frames", "9", "--num-inference-steps", "2", "--fps", "8"]
 TINY += ["--max-sequence-length", "16", "--num-condition-frames", "1", "--device", "cpu", "--seed", "7"]
 
@@ -132,8 +133,12 @@ def copy_job(finished_job, tmp_path):
 @pytest.mark.parametrize(
     "damage, fragments",
     [
-        (lambda s: (s / "segments" / "clip_00001.mp4").write_bytes((s / "segments" / "clip_00001.mp4").read_bytes()[:300]),
-         ["segments/clip_00001.mp4 does not match its checksum"]),
+        (
+            lambda s: (s / "segments" / "clip_00001.mp4").write_bytes(
+                (s / "segments" / "clip_00001.mp4").read_bytes()[:300]
+            ),
+            ["segments/clip_00001.mp4 does not match its checksum"],
+        ),
         (lambda s: (s / "segments" / "clip_00002.mp4").unlink(), ["segments/clip_00002.mp4", "is missing"]),
         (lambda s: _flip(s / "carry_00002.safetensors"), ["'carry_00002.safetensors' does not match its checksum"]),
         (lambda s: _edit(s / "state.json", num_clips_done=99), ["`num_clips_done` is 99"]),
@@ -141,8 +146,9 @@ def copy_job(finished_job, tmp_path):
     ],
     ids=["truncated-segment", "deleted-segment", "flipped-carry", "num-clips-done-99", "corrupt-cli-json"],
 )
-def test_resume_of_a_damaged_job_is_refused_naming_the_file(finished_job, tmp_path, capsys, damage, fragments,
-                                                           monkeypatch):
+def test_resume_of_a_damaged_job_is_refused_naming_the_file(
+    finished_job, tmp_path, capsys, damage, fragments, monkeypatch
+):
     job = copy_job(finished_job, tmp_path)
     good = (job / "video.mp4").read_bytes()
     damage(job / "state")

@@ -27,6 +27,7 @@ from diffusers_longvid.benchmarks.cost_model import (
     wan21_t2v_1_3b,
 )
 
+
 ROOT = Path(__file__).resolve().parents[1]
 WAN_480P = VideoShape(height=480, width=832, frames=81)
 
@@ -56,7 +57,15 @@ def _count(model, *inputs):
 # A tiny shape small enough to count by hand: dim 8 (2 heads x 4), ffn 16, 2 layers, text 3 tokens of width 6,
 # 4 latent channels, patch (1, 2, 2); a 32x32, 5-frame clip -> latents 2x4x4 -> N = 2*2*2 = 8 tokens.
 HAND_SHAPE = WanShape(
-    dim=8, heads=2, head_dim=4, ffn_dim=16, num_layers=2, text_dim=6, text_len=3, in_channels=4, out_channels=4,
+    dim=8,
+    heads=2,
+    head_dim=4,
+    ffn_dim=16,
+    num_layers=2,
+    text_dim=6,
+    text_len=3,
+    in_channels=4,
+    out_channels=4,
     freq_dim=8,
 )
 HAND_VIDEO = VideoShape(height=32, width=32, frames=5)

@@ -30,6 +30,7 @@ from diffusers_longvid.schedulers.calibration import calibrate_tau_low, search_m
 from diffusers_longvid.schedulers.scheduling_trflow import TRFlowStepEstimate
 from diffusers_longvid.testing import get_dummy_components
 
+
 STEPS = 8
 CALL = dict(
     negative_prompt="blurry",

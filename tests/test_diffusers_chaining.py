@@ -18,6 +18,7 @@ from diffusers_longvid import (
 )
 from diffusers_longvid.testing import get_dummy_components, get_tiny_transformer
 
+
 PROMPTS = ["a red ball rolls", "the ball bounces", "a cat looks at it"]
 
 

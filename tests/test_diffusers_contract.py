@@ -62,8 +62,16 @@ def test_transformer_attributes_the_kv_path_uses():
     from diffusers.models.transformers.transformer_wan import WanAttnProcessor, WanRotaryPosEmbed
 
     model = WanTransformer3DModel(
-        patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=8, in_channels=4, out_channels=4,
-        text_dim=8, freq_dim=8, ffn_dim=16, num_layers=1, rope_max_seq_len=32,
+        patch_size=(1, 2, 2),
+        num_attention_heads=2,
+        attention_head_dim=8,
+        in_channels=4,
+        out_channels=4,
+        text_dim=8,
+        freq_dim=8,
+        ffn_dim=16,
+        num_layers=1,
+        rope_max_seq_len=32,
     )
     assert isinstance(model.rope, WanRotaryPosEmbed)
     for name in ("attention_head_dim", "patch_size", "max_seq_len"):

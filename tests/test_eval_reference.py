@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+
 pytest.importorskip("cv2")
 
 from diffusers_longvid.evaluation import evaluate_video, write_eval_report  # noqa: E402
@@ -19,6 +20,7 @@ from diffusers_longvid.evaluation.reference import (  # noqa: E402
     clip_preprocess,
     dino_preprocess,
 )
+
 
 PROJECTION = 16
 

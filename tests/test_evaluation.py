@@ -10,6 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
+
 cv2 = pytest.importorskip("cv2")
 
 from diffusers_longvid.evaluation import evaluate_video, write_eval_report  # noqa: E402
@@ -28,6 +29,7 @@ from diffusers_longvid.evaluation.offline import (  # noqa: E402
     ssim_features,
     ssim_similarity,
 )
+
 
 HAS_AF = importlib.util.find_spec("diffusers_longvid.evaluation.frequency") is not None
 requires_af = pytest.mark.skipif(not HAS_AF, reason="evaluation/frequency.py (AF) is not there yet")
@@ -308,8 +310,7 @@ def test_an_unreadable_file_is_skipped_not_fatal_for_a_folder(tmp_path):
     assert list(result.videos) == ["good.mp4"]
     assert set(result.skipped) == {"garbage.mp4", "truncated.mp4"}
     assert all(reason.split(":")[0].endswith("Error") for reason in result.skipped.values())
-    alone = evaluate_video(tmp_path / "good.mp4", dimensions=["dynamic_degree"], compute_af=False,
-                           show_progress=False)
+    alone = evaluate_video(tmp_path / "good.mp4", dimensions=["dynamic_degree"], compute_af=False, show_progress=False)
     assert result.scores == alone.scores  # the means are over the readable videos only
     paths = write_eval_report(result, tmp_path / "report")
     assert "garbage.mp4" in paths["markdown"].read_text()

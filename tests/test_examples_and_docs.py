@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+
 # the examples load with `torch_dtype=` (every diffusers >= 0.35; 0.42 prefers `dtype=`) and stack two LoRAs
 pytestmark = [
     pytest.mark.filterwarnings("ignore:`torch_dtype` is deprecated:FutureWarning"),
@@ -49,8 +50,16 @@ def read_frames(path: Path):
 # ------------------------------------------------------------------------------------------------------- examples
 def test_there_are_examples():
     names = {p.stem for p in EXAMPLES}
-    assert {"long_video", "image_to_long_video", "continue_video", "trflow_wan_pipeline", "diffusers_integrations",
-            "multi_process_inference", "evaluate_long_video", "publish_to_hub"} <= names
+    assert {
+        "long_video",
+        "image_to_long_video",
+        "continue_video",
+        "trflow_wan_pipeline",
+        "diffusers_integrations",
+        "multi_process_inference",
+        "evaluate_long_video",
+        "publish_to_hub",
+    } <= names
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=[p.stem for p in EXAMPLES])
@@ -108,8 +117,20 @@ def test_image_and_video_continuation_tiny(tmp_path):
 
 def test_diffusers_integrations_tiny(tmp_path, capsys):
     out = tmp_path / "tools.mp4"
-    args = ["--tiny", "--offload", "model", "--vae-tiling", "--vae-slicing", "--num-videos", "2", "--fuse",
-            "--stop-after-clip", "1", "--out", str(out)]
+    args = [
+        "--tiny",
+        "--offload",
+        "model",
+        "--vae-tiling",
+        "--vae-slicing",
+        "--num-videos",
+        "2",
+        "--fuse",
+        "--stop-after-clip",
+        "1",
+        "--out",
+        str(out),
+    ]
     assert load_example("diffusers_integrations").main(args) == 0
     printed = capsys.readouterr().out
     assert "active adapters: ['kv', 'style']" in printed
@@ -146,7 +167,8 @@ def _public_names() -> dict[str, str]:
 def test_api_doc_lists_every_public_name():
     text = API_DOC.read_text(encoding="utf-8")
     missing = [
-        name for name, module in _public_names().items()
+        name
+        for name, module in _public_names().items()
         if f"| `{name}` |" not in text or f"`diffusers_longvid.{module}`" not in text
     ]
     assert not missing, f"docs/api.md lacks {missing}: run `python tests/test_examples_and_docs.py --write-docs`"
@@ -218,8 +240,10 @@ def _replace_between(text: str, begin: str, end: str, body: str) -> str:
 
 def write_docs() -> None:
     text = API_DOC.read_text(encoding="utf-8")
-    API_DOC.write_text(_replace_between(text, "<!-- BEGIN GENERATED API -->", "<!-- END GENERATED API -->",
-                                        api_tables()), encoding="utf-8")
+    API_DOC.write_text(
+        _replace_between(text, "<!-- BEGIN GENERATED API -->", "<!-- END GENERATED API -->", api_tables()),
+        encoding="utf-8",
+    )
     text = CLI_DOC.read_text(encoding="utf-8")
     _, commands = _cli_commands()
     for name in commands:

@@ -13,6 +13,7 @@ from diffusers_longvid.extension import (
 )
 from diffusers_longvid.testing import get_tiny_transformer, get_tiny_vae
 
+
 NUM_FRAMES = 9  # 3 latent frames
 
 

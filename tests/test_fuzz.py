@@ -34,6 +34,7 @@ from diffusers_longvid.toy.world import validate_script
 from diffusers_longvid.training.manifest import ManifestError, load_manifest
 from diffusers_longvid.validation import validate_image, validate_video
 
+
 SUITE_EXAMPLES = 50
 FUZZ_EXAMPLES = 1700
 _common = dict(deadline=None, database=None, suppress_health_check=list(HealthCheck))

@@ -11,6 +11,7 @@ from diffusers_longvid.cli import main
 from diffusers_longvid.testing import get_dummy_components
 from diffusers_longvid.video_io import StreamingVideoWriter, read_video, to_uint8_frames
 
+
 TINY = ["--height", "16", "--width", "16", "--num-frames", "9", "--num-inference-steps", "2"]
 TINY += ["--max-sequence-length", "16", "--num-condition-frames", "1", "--device", "cpu"]
 

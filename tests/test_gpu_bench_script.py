@@ -11,6 +11,7 @@ import torch
 
 from diffusers_longvid.benchmarks.cost_model import VideoShape, WanShape, flops_per_step, pooled_tokens_per_clip
 
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -49,8 +50,9 @@ def test_tiny_cpu_run_writes_the_table_and_json(bench, tmp_path, capsys):
         assert len(r["ms_per_step"]) == 2 and all(ms > 0 for ms in r["ms_per_step"])
         assert r["peak_gib"] is None  # CPU: no CUDA allocator statistics
         history_tokens = r["history_tokens_per_clip"] or None
-        expected = flops_per_step(shape, video, r["history_clips"], cached_blocks=2,
-                                  history_tokens_per_clip=history_tokens).total
+        expected = flops_per_step(
+            shape, video, r["history_clips"], cached_blocks=2, history_tokens_per_clip=history_tokens
+        ).total
         assert r["analytic_tflop_per_step"] * 1e12 == pytest.approx(expected, rel=1e-12)
         assert r["achieved_tflops"] == pytest.approx(expected / (r["ms_per_step_median"] * 1e-3) / 1e12)
     prealloc, cat, compressed = report["results"][1], report["results"][2], report["results"][3]

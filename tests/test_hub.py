@@ -24,6 +24,7 @@ from diffusers_longvid.hub import (
 )
 from diffusers_longvid.testing import get_dummy_components, get_tiny_transformer
 
+
 ROOT = Path(__file__).resolve().parents[1]
 PROMPTS = ["a red ball rolls", "the ball bounces"]
 
@@ -74,8 +75,15 @@ def lora_folder(tmp_path_factory):
     LongVideoExtensionPipeline.save_lora_weights(
         str(folder), transformer_lora_layers=get_peft_model_state_dict(transformer), safe_serialization=True
     )
-    info = {"stage": "causal_lora", "base_model": "me/tiny-extension", "lora_rank": 4, "num_frames": 9,
-            "num_condition_frames": 1, "kv_cache_clips": 5, "condition_fill": "zeros"}
+    info = {
+        "stage": "causal_lora",
+        "base_model": "me/tiny-extension",
+        "lora_rank": 4,
+        "num_frames": 9,
+        "num_condition_frames": 1,
+        "kv_cache_clips": 5,
+        "condition_fill": "zeros",
+    }
     (folder / "training_info.json").write_text(json.dumps(info))
     return folder
 
@@ -163,21 +171,42 @@ def test_eval_table_rejects_other_json(tmp_path):
 def test_dry_run_pipeline_folder_loads_with_from_pretrained(tmp_path, pipeline_folder, sample_video, eval_json):
     out = tmp_path / "hub"
     code = main(
-        ["push-to-hub", "--repo-id", "me/tiny-extension", "--pipeline", str(pipeline_folder), "--dry-run",
-         "--out", str(out), "--sample-video", str(sample_video), "--eval-results", str(eval_json)]
+        [
+            "push-to-hub",
+            "--repo-id",
+            "me/tiny-extension",
+            "--pipeline",
+            str(pipeline_folder),
+            "--dry-run",
+            "--out",
+            str(out),
+            "--sample-video",
+            str(sample_video),
+            "--eval-results",
+            str(eval_json),
+        ]
     )
     assert code == 0
     files = {str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()}
-    assert {"README.md", "model_index.json", "training_info.json", "samples/fox.mp4", "samples/fox.json",
-            "eval/eval_results.json", "transformer/config.json", "scheduler/scheduler_config.json"} <= files
+    assert {
+        "README.md",
+        "model_index.json",
+        "training_info.json",
+        "samples/fox.mp4",
+        "samples/fox.json",
+        "eval/eval_results.json",
+        "transformer/config.json",
+        "scheduler/scheduler_config.json",
+    } <= files
     # the same code path as `from_pretrained("me/tiny-extension")` after the upload
     loaded = LongVideoExtensionPipeline.from_pretrained(out)
     loaded.set_progress_bar_config(disable=True)
     original = LongVideoExtensionPipeline.from_pretrained(pipeline_folder)
     original.set_progress_bar_config(disable=True)
     assert loaded.transformer.config.in_channels == 36
-    np.testing.assert_allclose(loaded(PROMPTS, **call_kwargs()).frames, original(PROMPTS, **call_kwargs()).frames,
-                               atol=1e-5)
+    np.testing.assert_allclose(
+        loaded(PROMPTS, **call_kwargs()).frames, original(PROMPTS, **call_kwargs()).frames, atol=1e-5
+    )
 
     card = read_card(out)
     assert card.data.base_model == DEFAULT_BASE_MODEL and card.data.base_model_relation == "finetune"
@@ -217,8 +246,10 @@ def test_pipeline_folders_are_checked(tmp_path, pipeline_folder):
 # ----------------------------------------------------------------------------------------------------- LoRA folders
 def test_dry_run_lora_folder_loads_with_load_lora_weights(tmp_path, lora_folder):
     out = tmp_path / "hub"
-    assert main(["push-to-hub", "--repo-id", "me/kv-lora", "--lora", str(lora_folder), "--dry-run",
-                 "--out", str(out)]) == 0
+    assert (
+        main(["push-to-hub", "--repo-id", "me/kv-lora", "--lora", str(lora_folder), "--dry-run", "--out", str(out)])
+        == 0
+    )
     assert sorted(p.name for p in out.iterdir()) == ["README.md", LORA_WEIGHT_NAME, "training_info.json"]
 
     inputs = {
@@ -228,8 +259,13 @@ def test_dry_run_lora_folder_loads_with_load_lora_weights(tmp_path, lora_folder)
     }
     with torch.no_grad():
         expected = tiny_lora_transformer()(**inputs).sample
-        pipe = WanPipeline(tokenizer=None, text_encoder=None, vae=None, scheduler=FlowMatchEulerDiscreteScheduler(),
-                           transformer=get_tiny_transformer(num_layers=4))
+        pipe = WanPipeline(
+            tokenizer=None,
+            text_encoder=None,
+            vae=None,
+            scheduler=FlowMatchEulerDiscreteScheduler(),
+            transformer=get_tiny_transformer(num_layers=4),
+        )
         base = pipe.transformer(**inputs).sample
         pipe.load_lora_weights(out, adapter_name="kv")  # what `load_lora_weights("me/kv-lora")` does
         loaded = pipe.transformer(**inputs).sample
@@ -293,8 +329,20 @@ def fake_api(monkeypatch):
 
 
 def test_push_uploads_with_create_repo_and_upload_folder(fake_api, lora_folder, capsys):
-    code = main(["push-to-hub", "--repo-id", "me/kv-lora", "--lora", str(lora_folder), "--private",
-                 "--token", "hf_test", "--commit-message", "first"])
+    code = main(
+        [
+            "push-to-hub",
+            "--repo-id",
+            "me/kv-lora",
+            "--lora",
+            str(lora_folder),
+            "--private",
+            "--token",
+            "hf_test",
+            "--commit-message",
+            "first",
+        ]
+    )
     assert code == 0
     names = [name for name, _ in fake_api.calls]
     assert names == ["init", "create_repo", "upload_folder"]
@@ -335,8 +383,23 @@ def test_cli_argument_errors(tmp_path, lora_folder, capsys):
     assert "pass `--lora FOLDER`, `--pipeline FOLDER`, or both" in capsys.readouterr().err
     assert main(["push-to-hub", "--repo-id", "me/x", "--lora", str(lora_folder), "--dry-run"]) == 2
     assert "`--dry-run` needs `--out FOLDER`" in capsys.readouterr().err
-    assert main(["push-to-hub", "--repo-id", "me/x", "--lora", str(lora_folder), "--dry-run", "--out",
-                 str(tmp_path / "o"), "--eval-results", str(tmp_path / "none.json")]) == 2
+    assert (
+        main(
+            [
+                "push-to-hub",
+                "--repo-id",
+                "me/x",
+                "--lora",
+                str(lora_folder),
+                "--dry-run",
+                "--out",
+                str(tmp_path / "o"),
+                "--eval-results",
+                str(tmp_path / "none.json"),
+            ]
+        )
+        == 2
+    )
     assert "`eval_results`" in capsys.readouterr().err and not (tmp_path / "o").exists()
 
 

@@ -21,6 +21,7 @@ import pytest
 
 from diffusers_longvid.cli import main
 
+
 NUM_KILLS = int(os.environ.get("LONGVID_FUZZ_KILLS", "1"))
 pytestmark = pytest.mark.skipif(
     "LONGVID_FUZZ_KILLS" not in os.environ and os.environ.get("LONGVID_SLOW_TESTS") != "1",
@@ -46,8 +47,14 @@ def kv_model(tmp_path_factory):
 
 
 def _env() -> dict[str, str]:
-    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
-               PYTHONUNBUFFERED="1")
+    env = dict(
+        os.environ,
+        OMP_NUM_THREADS="1",
+        MKL_NUM_THREADS="1",
+        HF_HUB_OFFLINE="1",
+        TRANSFORMERS_OFFLINE="1",
+        PYTHONUNBUFFERED="1",
+    )
     src = str(Path(__file__).resolve().parents[1] / "src")
     env["PYTHONPATH"] = src + os.pathsep + env.get("PYTHONPATH", "")
     return env
@@ -95,7 +102,9 @@ def test_kill_9_and_resume_gives_the_same_mp4(kv_model, tmp_path):
     kills = finished = 0
     while kills < NUM_KILLS:
         resuming = (state / "state.json").is_file()
-        args = ["generate", "--resume", str(state)] if resuming else base + ["--out", str(out), "--state-dir", str(state)]
+        args = (
+            ["generate", "--resume", str(state)] if resuming else base + ["--out", str(out), "--state-dir", str(state)]
+        )
         if _run_and_kill(args, rng, log):
             finished += 1
             # a job finished before its kill: start over, so that every kill hits a running job

@@ -16,6 +16,7 @@ from diffusers_longvid.attention.rope import _rope_angles
 from diffusers_longvid.benchmarks.cost_model import VideoShape, WanShape, pooled_tokens_per_clip, tokens_per_clip
 from diffusers_longvid.testing import get_tiny_transformer
 
+
 FRAMES, HEIGHT, WIDTH = 3, 8, 8  # latent size; patched grid (3, 4, 4) -> 48 tokens
 
 

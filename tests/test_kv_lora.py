@@ -17,6 +17,7 @@ from diffusers_longvid.attention import (
 from diffusers_longvid.selection import RecentSelector
 from diffusers_longvid.testing import get_tiny_transformer
 
+
 EXPECTED_TARGETS = [
     "blocks.2.attn1.to_k",
     "blocks.2.attn1.to_v",

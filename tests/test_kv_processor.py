@@ -18,6 +18,7 @@ from diffusers_longvid.attention import (
 )
 from diffusers_longvid.testing import get_tiny_transformer
 
+
 FRAMES, HEIGHT, WIDTH = 3, 8, 8  # latent size; patched grid (3, 4, 4) -> 48 tokens
 TOKENS_PER_FRAME = (HEIGHT // 2) * (WIDTH // 2)
 
@@ -347,6 +348,7 @@ def test_disable_restores_the_rotary_embedding_rope_frame_offset_replaced():
     from diffusers_longvid.attention import disable_rope_offset
     from diffusers_longvid.memory import ClipMemory
     from diffusers_longvid.selection import RecentSelector
+
     transformer = get_tiny_transformer(in_channels=16, num_layers=2)
     stock = transformer.rope
     inputs = make_inputs(0)

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pytest
 
+
 PACKAGE = "diffusers_longvid"
 ROOT = Path(__file__).resolve().parents[1] / "src" / PACKAGE
 
@@ -197,7 +198,9 @@ def test_the_checker_sees_lazy_relative_and_from_package_imports(tmp_path, monke
     found = "\n".join(violations())
     assert "product imports 'cv2'" in found
     assert "product -> tooling: diffusers_longvid.attention.bad -> diffusers_longvid.toy.world (line 4)" in found
-    assert "product -> cli (nothing imports the CLI): diffusers_longvid.attention.bad -> diffusers_longvid.cli" in found
+    assert (
+        "product -> cli (nothing imports the CLI): diffusers_longvid.attention.bad -> diffusers_longvid.cli" in found
+    )
     assert "diffusers_longvid.attention.bad -> diffusers_longvid.toy.world (line 6)" in found
     assert "'os'" not in found
     assert "diffusers_longvid.toy ->" not in found  # tooling may import tooling
@@ -239,7 +242,14 @@ def test_top_level_exports_the_product_only():
     tooling = {name: m for name, m in diffusers_longvid._LAZY_IMPORTS.items() if m.split(".")[0] not in PRODUCT}
     assert not tooling
     assert set(dir(diffusers_longvid)) == set(diffusers_longvid.__all__)
-    for name in ("train_toy_vae", "Variant", "run_ablation", "evaluate_video", "train_extension", "prepare_hub_folder"):
+    for name in (
+        "train_toy_vae",
+        "Variant",
+        "run_ablation",
+        "evaluate_video",
+        "train_extension",
+        "prepare_hub_folder",
+    ):
         assert name not in diffusers_longvid.__all__
 
 

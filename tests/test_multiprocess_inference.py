@@ -8,12 +8,12 @@ import importlib.util
 import json
 import os
 import subprocess
-
-import pytest
 import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
+
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "examples" / "multi_process_inference.py"
@@ -37,8 +37,21 @@ def test_two_processes_split_the_videos_and_match_a_single_process(tmp_path):
     jobs.write_text("\n".join(json.dumps(job) for job in JOBS) + "\n")
     out = tmp_path / "videos"
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1"}
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(SCRIPT),
-               "--tiny", "--jobs", str(jobs), "--out", str(out), "--save-frames"]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        str(SCRIPT),
+        "--tiny",
+        "--jobs",
+        str(jobs),
+        "--out",
+        str(out),
+        "--save-frames",
+    ]
     result = subprocess.run(command, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
 

@@ -8,6 +8,7 @@ from diffusers_longvid.attention import CrossClipKVCacheConfig
 from diffusers_longvid.selection import RecentSelector
 from diffusers_longvid.testing import get_dummy_components
 
+
 F, H, W = 9, 16, 16
 PROMPTS = ["a red ball rolls", "the ball bounces", "the ball stops", "a cat looks at it"]
 
@@ -49,10 +50,16 @@ def generate(pipe, batched, **kwargs):
     [
         {},
         {"kv_cache_clips": 2, "clip_selector": RecentSelector()},
-        {"kv_cache_clips": 2, "clip_selector": RecentSelector(),
-         "kv_cache_config": CrossClipKVCacheConfig(history_pool=(1, 2, 2))},
-        {"kv_cache_clips": 2, "clip_selector": RecentSelector(),
-         "kv_cache_config": CrossClipKVCacheConfig(record_mode="last_step")},
+        {
+            "kv_cache_clips": 2,
+            "clip_selector": RecentSelector(),
+            "kv_cache_config": CrossClipKVCacheConfig(history_pool=(1, 2, 2)),
+        },
+        {
+            "kv_cache_clips": 2,
+            "clip_selector": RecentSelector(),
+            "kv_cache_config": CrossClipKVCacheConfig(record_mode="last_step"),
+        },
     ],
     ids=["no_cache", "dense", "compressed", "last_step"],
 )
@@ -71,8 +78,17 @@ def test_batched_cfg_equals_two_forwards(pipe, memory):
 
 
 def test_no_guidance_is_not_batched_and_flag_is_checked(pipe):
-    out = pipe(PROMPTS[:2], height=H, width=W, num_frames=F, num_condition_frames=1, num_inference_steps=2,
-               guidance_scale=1.0, max_sequence_length=16, output_type="latent")
+    out = pipe(
+        PROMPTS[:2],
+        height=H,
+        width=W,
+        num_frames=F,
+        num_condition_frames=1,
+        num_inference_steps=2,
+        guidance_scale=1.0,
+        max_sequence_length=16,
+        output_type="latent",
+    )
     assert len(out.frames) == 2
     with pytest.raises(TypeError, match="`batch_cfg_branches`"):
         pipe(PROMPTS[:2], height=H, width=W, num_frames=F, num_inference_steps=1, batch_cfg_branches="yes")

@@ -13,6 +13,7 @@ from diffusers_longvid import LongVideoExtensionPipeline, LongVideoPipelineOutpu
 from diffusers_longvid.extension import denormalize_latents, prepare_extension_condition
 from diffusers_longvid.testing import get_dummy_components
 
+
 F, H, W = 9, 16, 16  # 9 frames = 3 latent frames of 2x2
 PROMPTS = ["a red ball rolls", "the ball bounces", "the ball stops", "a cat looks at it", "the cat sleeps"]
 

@@ -15,6 +15,7 @@ from diffusers_longvid.selection.planner import KVStoragePlanner
 from diffusers_longvid.testing import get_dummy_components
 from diffusers_longvid.video_io import concat_videos, read_video, write_video
 
+
 PROMPTS = [
     "a red ball rolls on the grass",
     "a cat sleeps on a sofa",

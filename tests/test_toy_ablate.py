@@ -20,6 +20,7 @@ from diffusers_longvid.toy.ablate import (
     table_variants,
 )
 
+
 CALLS = []  # (variant-independent) every value `tiny_metric` returned, in call order
 
 

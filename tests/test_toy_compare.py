@@ -21,6 +21,7 @@ from diffusers_longvid.toy.compare import (
 )
 from diffusers_longvid.video_io import read_video
 
+
 F, K, SIZE = 9, 1, 16
 CALL = dict(num_frames=F, num_condition_frames=K, steps=4, size=SIZE, max_sequence_length=16)
 

@@ -12,19 +12,35 @@ from diffusers_longvid.cli import main
 from diffusers_longvid.toy import COLORS, is_reentry, render_script_clips, save_script
 from diffusers_longvid.toy.evaluate import METRICS, PSNR_CAP, TOY_EVAL_FILES, evaluate_toy_video
 
+
 F, K = 9, 1  # 3 clips -> 9 + 2 * 8 = 25 frames
 
 # navy background, a red circle that leaves the frame and comes back (clip 2: a re-entry), a blue square that stays
 SCRIPT = [
-    {"background": "navy", "texture": "stripes", "objects": [
-        {"shape": "circle", "color": "red", "motion": "moves_right", "position": [0.3, 0.55], "size": 0.15},
-        {"shape": "square", "color": "blue", "motion": "stays", "position": [0.7, 0.25], "size": 0.12}]},
-    {"background": "navy", "texture": "stripes", "objects": [
-        {"shape": "circle", "color": "red", "motion": "exits_right"},
-        {"shape": "square", "color": "blue", "motion": "stays"}]},
-    {"background": "navy", "texture": "stripes", "objects": [
-        {"shape": "circle", "color": "red", "motion": "enters_left"},
-        {"shape": "square", "color": "blue", "motion": "moves_down"}]},
+    {
+        "background": "navy",
+        "texture": "stripes",
+        "objects": [
+            {"shape": "circle", "color": "red", "motion": "moves_right", "position": [0.3, 0.55], "size": 0.15},
+            {"shape": "square", "color": "blue", "motion": "stays", "position": [0.7, 0.25], "size": 0.12},
+        ],
+    },
+    {
+        "background": "navy",
+        "texture": "stripes",
+        "objects": [
+            {"shape": "circle", "color": "red", "motion": "exits_right"},
+            {"shape": "square", "color": "blue", "motion": "stays"},
+        ],
+    },
+    {
+        "background": "navy",
+        "texture": "stripes",
+        "objects": [
+            {"shape": "circle", "color": "red", "motion": "enters_left"},
+            {"shape": "square", "color": "blue", "motion": "moves_down"},
+        ],
+    },
 ]
 
 
@@ -53,8 +69,14 @@ def test_ground_truth_scores_perfect(gt):
     result = evaluate(gt.frames)
     o = result.overall
     assert set(o) == set(METRICS)
-    for name in ("background_color_error", "background_pixel_error", "object_color_error", "object_color_drift",
-                 "reentry_color_error", "hf_noise"):
+    for name in (
+        "background_color_error",
+        "background_pixel_error",
+        "object_color_error",
+        "object_color_drift",
+        "reentry_color_error",
+        "hf_noise",
+    ):
         assert o[name] == 0.0, name
     assert o["psnr"] == PSNR_CAP
     assert o["sharpness_ratio"] == 1.0 and o["reentry_accuracy"] == 1.0

@@ -1,7 +1,5 @@
 """The memory benchmark's metric (`toy.memory`), the memory world's scripts and the attention-share probe."""
 
-from contextlib import nullcontext
-
 import numpy as np
 import pytest
 import torch
@@ -17,6 +15,7 @@ from diffusers_longvid.toy.memory import (
     score_memory_video,
     summarise_records,
 )
+
 
 F, K = 17, 5
 
@@ -116,10 +115,16 @@ def test_score_errors(scripts):
 
 def test_markdown_has_table_and_chance():
     entry = {"mean": 0.5, "std": 0.1, "per_seed": [0.4, 0.6]}
-    table = {name: {m: entry for m in ("named_presence", "named_color", "reentry_presence", "reentry_color")}
-             for name in ("ours", "no-KV")}
-    report = {"config": MemoryBenchmarkConfig().to_dict(), "chance": 1 / 6, "table": table,
-              "attention": {"3": {"object_clips": 0.2, "other_clips": 0.1, "current": 0.7}}}
+    table = {
+        name: dict.fromkeys(("named_presence", "named_color", "reentry_presence", "reentry_color"), entry)
+        for name in ("ours", "no-KV")
+    }
+    report = {
+        "config": MemoryBenchmarkConfig().to_dict(),
+        "chance": 1 / 6,
+        "table": table,
+        "attention": {"3": {"object_clips": 0.2, "other_clips": 0.1, "current": 0.7}},
+    }
     text = format_memory_markdown(report)
     assert "0.500 ± 0.100" in text and "chance 0.167" in text and "| 3 | 0.200 | 0.100 | 0.700 |" in text
 
@@ -128,8 +133,10 @@ def test_markdown_has_table_and_chance():
 def _run_clips(memory, transformer, num_clips=4, steps=2):
     for n in range(num_clips):
         g = torch.Generator().manual_seed(n)
-        inputs = {"hidden_states": torch.randn(1, 16, 2, 4, 4, generator=g),
-                  "encoder_hidden_states": torch.randn(1, 8, 32, generator=g)}
+        inputs = {
+            "hidden_states": torch.randn(1, 16, 2, 4, 4, generator=g),
+            "encoder_hidden_states": torch.randn(1, 8, 32, generator=g),
+        }
         memory.begin_clip(n, f"clip {n}")
         with rope_frame_offset(transformer, 2 * n):
             for step in range(steps):
@@ -147,8 +154,12 @@ def _run_clips(memory, transformer, num_clips=4, steps=2):
 @torch.no_grad()
 def test_attention_shares_sum_to_one_and_match_explicit_softmax():
     transformer = get_tiny_transformer(num_layers=4)
-    memory = ClipMemory(transformer, kv_cache_clips=5, clip_selector=RecentSelector(),
-                        config=CrossClipKVCacheConfig(probe_attention=True))
+    memory = ClipMemory(
+        transformer,
+        kv_cache_clips=5,
+        clip_selector=RecentSelector(),
+        config=CrossClipKVCacheConfig(probe_attention=True),
+    )
     memory.plan([f"clip {n}" for n in range(4)])
     _run_clips(memory, transformer)
     plan = memory.plan_summary()

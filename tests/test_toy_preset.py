@@ -21,6 +21,7 @@ from diffusers_longvid.toy.preset import (
     render_toy_dataset,
 )
 
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -99,9 +100,17 @@ def _tiny_extension_pipeline():
 
 def _generate(pipe, **kwargs):
     return pipe(
-        ["a red circle", "the circle stays"], height=16, width=16, num_frames=5, num_condition_frames=1,
-        num_inference_steps=2, guidance_scale=1.0, generator=torch.Generator().manual_seed(0), output_type="np",
-        max_sequence_length=16, **kwargs,
+        ["a red circle", "the circle stays"],
+        height=16,
+        width=16,
+        num_frames=5,
+        num_condition_frames=1,
+        num_inference_steps=2,
+        guidance_scale=1.0,
+        generator=torch.Generator().manual_seed(0),
+        output_type="np",
+        max_sequence_length=16,
+        **kwargs,
     ).frames[0]
 
 
@@ -180,7 +189,12 @@ def test_shipped_preset_loads_offline_in_a_fresh_process(preset_path, tmp_path):
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.split()[-6:] == [
-        "TRFlowScheduler", "BertModel", "torch.float32", "torch.float32", "torch.float32", "64",
+        "TRFlowScheduler",
+        "BertModel",
+        "torch.float32",
+        "torch.float32",
+        "torch.float32",
+        "64",
     ]
 
 
@@ -203,8 +217,10 @@ def test_shipped_preset_follows_the_script_background(preset_path):
     pipe.set_progress_bar_config(disable=True)
     settings = load_preset_settings(preset_path)
     script = [
-        {"background": "white", "objects": [{"shape": "circle", "color": "red", "motion": "moves_right",
-                                             "position": [0.3, 0.5]}]},
+        {
+            "background": "white",
+            "objects": [{"shape": "circle", "color": "red", "motion": "moves_right", "position": [0.3, 0.5]}],
+        },
         {"background": "white", "objects": [{"shape": "circle", "color": "red", "motion": "stays"}]},
         {"background": "navy", "objects": [{"shape": "circle", "color": "red", "motion": "moves_left"}]},
     ]
@@ -213,9 +229,15 @@ def test_shipped_preset_follows_the_script_background(preset_path):
     script = write_prompts(script)
     F, k = settings["num_frames"], settings["num_condition_frames"]
     frames = pipe(
-        [clip["prompt"] for clip in script], height=64, width=64, num_frames=F, num_condition_frames=k,
-        num_inference_steps=8, guidance_scale=settings["guidance_scale"],
-        max_sequence_length=settings["max_sequence_length"], generator=torch.Generator().manual_seed(0),
+        [clip["prompt"] for clip in script],
+        height=64,
+        width=64,
+        num_frames=F,
+        num_condition_frames=k,
+        num_inference_steps=8,
+        guidance_scale=settings["guidance_scale"],
+        max_sequence_length=settings["max_sequence_length"],
+        generator=torch.Generator().manual_seed(0),
         output_type="np",
     ).frames[0]
     frames = (np.asarray(frames) * 255).round()
@@ -234,8 +256,21 @@ def test_generate_cli_uses_the_preset_settings(preset_path, tmp_path):
     from diffusers_longvid.video_io import read_video
 
     out = tmp_path / "toy.mp4"
-    code = main(["generate", "--model", "toy", "--prompt", "A red circle stays on a white background.",
-                 "--num-clips", "2", "--num-inference-steps", "4", "--out", str(out)])
+    code = main(
+        [
+            "generate",
+            "--model",
+            "toy",
+            "--prompt",
+            "A red circle stays on a white background.",
+            "--num-clips",
+            "2",
+            "--num-inference-steps",
+            "4",
+            "--out",
+            str(out),
+        ]
+    )
     assert code == 0
     settings = load_preset_settings(preset_path)
     F, k = settings["num_frames"], settings["num_condition_frames"]
@@ -279,23 +314,58 @@ def test_toy_commands(tmp_path, capsys):
     from diffusers_longvid.cli import main
     from diffusers_longvid.testing import get_tiny_vae
 
-    assert main(["toy-data", "--out", str(tmp_path / "data"), "--num-videos", "1", "--num-clips", "2",
-                 "--num-frames", "9", "--num-condition-frames", "1", "--size", "32"]) == 0
+    assert (
+        main(
+            [
+                "toy-data",
+                "--out",
+                str(tmp_path / "data"),
+                "--num-videos",
+                "1",
+                "--num-clips",
+                "2",
+                "--num-frames",
+                "9",
+                "--num-condition-frames",
+                "1",
+                "--size",
+                "32",
+            ]
+        )
+        == 0
+    )
     lines = (tmp_path / "data" / "long.jsonl").read_text().splitlines()
     assert len(lines) == 1 and len(json.loads(lines[0])["clips"]) == 2
     assert main(["toy-data", "--out", str(tmp_path / "bad"), "--num-frames", "8"]) == 2
     assert "num_frames" in capsys.readouterr().err
 
     get_tiny_vae().save_pretrained(tmp_path / "vae")
-    assert main(["toy-init", "--out", str(tmp_path / "init"), "--vae", str(tmp_path / "vae"),
-                 "--text-layers", "1"]) == 0
+    assert (
+        main(["toy-init", "--out", str(tmp_path / "init"), "--vae", str(tmp_path / "vae"), "--text-layers", "1"]) == 0
+    )
     from diffusers_longvid.pipelines.longvideo.pipeline_longvideo_extension import LongVideoExtensionPipeline
 
     pipe = LongVideoExtensionPipeline.from_pretrained(tmp_path / "init")
     assert pipe.transformer.config.in_channels == 36 and pipe.text_encoder.config.num_hidden_layers == 1
     assert pipe.default_max_sequence_length == 64 and load_preset_settings(tmp_path / "init") == TOY_SAMPLING
-    assert main(["toy-assemble", "--pipeline", str(tmp_path / "init"), "--out", str(tmp_path / "p"),
-                 "--kv-cache-clips", "-1"]) == 2
-    assert main(["toy-assemble", "--pipeline", str(tmp_path / "init"), "--out", str(tmp_path / "p"),
-                 "--max-size-mb", "1"]) == 1  # 1 MB is too small: refused after writing, with the size
+    assert (
+        main(
+            [
+                "toy-assemble",
+                "--pipeline",
+                str(tmp_path / "init"),
+                "--out",
+                str(tmp_path / "p"),
+                "--kv-cache-clips",
+                "-1",
+            ]
+        )
+        == 2
+    )
+    assert (
+        main(
+            ["toy-assemble", "--pipeline", str(tmp_path / "init"), "--out", str(tmp_path / "p"), "--max-size-mb", "1"]
+        )
+        == 1
+    )  # 1 MB is too small: refused after writing, with the size
     assert "above --max-size-mb" in capsys.readouterr().err

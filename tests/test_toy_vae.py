@@ -16,14 +16,27 @@ from diffusers_longvid.toy.vae import (
     train_toy_vae,
 )
 
+
 TINY_MODEL = {"base_dim": 4, "dim_mult": [1, 1, 1, 1]}
 
 
 def _tiny_config(**kwargs):
     settings = dict(
-        steps=4, image_steps=2, image_batch_size=2, batch_size=1, num_frames=5, size=16, max_objects=1,
-        eval_clips=2, eval_frames=5, eval_every=2, log_every=1, checkpoint_every=2, checkpoint_minutes=0,
-        warmup_steps=2, model=TINY_MODEL,
+        steps=4,
+        image_steps=2,
+        image_batch_size=2,
+        batch_size=1,
+        num_frames=5,
+        size=16,
+        max_objects=1,
+        eval_clips=2,
+        eval_frames=5,
+        eval_every=2,
+        log_every=1,
+        checkpoint_every=2,
+        checkpoint_minutes=0,
+        warmup_steps=2,
+        model=TINY_MODEL,
     )
     settings.update(kwargs)
     return ToyVAETrainingConfig(**settings)
@@ -130,8 +143,27 @@ def test_train_toy_vae_cli(tmp_path):
     from diffusers_longvid.cli import main
 
     out = tmp_path / "vae"
-    argv = ["train-toy-vae", "--out", str(out), "--steps", "1", "--image-steps", "1", "--image-batch-size", "1",
-            "--base-dim", "4", "--size", "16", "--eval-clips", "1", "--eval-frames", "1", "--checkpoint-every", "1"]
+    argv = [
+        "train-toy-vae",
+        "--out",
+        str(out),
+        "--steps",
+        "1",
+        "--image-steps",
+        "1",
+        "--image-batch-size",
+        "1",
+        "--base-dim",
+        "4",
+        "--size",
+        "16",
+        "--eval-clips",
+        "1",
+        "--eval-frames",
+        "1",
+        "--checkpoint-every",
+        "1",
+    ]
     assert main(argv) == 0
     assert (out / "checkpoint-0000001" / "vae" / "diffusion_pytorch_model.safetensors").is_file()
     assert json.loads((out / "vae" / "config.json").read_text())["base_dim"] == 4

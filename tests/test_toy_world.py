@@ -25,12 +25,20 @@ def _script():
     red = {"shape": "circle", "color": "red"}
     blue = {"shape": "square", "color": "blue"}
     return [
-        {"background": "navy", "objects": [{**red, "motion": "moves_right", "position": [0.3, 0.5]},
-                                           {**blue, "motion": "bounces", "position": [0.7, 0.3], "heading": 45}]},
+        {
+            "background": "navy",
+            "objects": [
+                {**red, "motion": "moves_right", "position": [0.3, 0.5]},
+                {**blue, "motion": "bounces", "position": [0.7, 0.3], "heading": 45},
+            ],
+        },
         {"background": "navy", "objects": [{**red, "motion": "exits_right"}, {**blue, "motion": "stays"}]},
         {"background": "navy", "objects": [{**red, "visible": False}, {**blue, "motion": "grows"}]},
-        {"background": "beige", "texture": "stripes",
-         "objects": [{**red, "motion": "enters_left"}, {**blue, "motion": "moves_left"}]},
+        {
+            "background": "beige",
+            "texture": "stripes",
+            "objects": [{**red, "motion": "enters_left"}, {**blue, "motion": "moves_left"}],
+        },
     ]
 
 
@@ -69,8 +77,10 @@ def test_reentry_prompt_omits_colour():
     assert prompts[3].endswith("as the background changes to a beige background with stripes.")
     assert is_reentry(_script())[3] == [True, False]
     # A first entry is not a re-entry and names the colour.
-    first = [{"background": "gray", "objects": [{"shape": "triangle", "color": "green", "visible": False}]},
-             {"background": "gray", "objects": [{"shape": "triangle", "color": "green", "motion": "enters_right"}]}]
+    first = [
+        {"background": "gray", "objects": [{"shape": "triangle", "color": "green", "visible": False}]},
+        {"background": "gray", "objects": [{"shape": "triangle", "color": "green", "motion": "enters_right"}]},
+    ]
     assert describe_script(first) == [
         "An empty gray background.",
         "A green triangle enters from the right on a gray background.",
@@ -117,8 +127,9 @@ def test_clip_aligned_render_matches_pipeline_arithmetic():
     # Clip-relative motion: the state at each script-clip boundary does not depend on the sampling.
     dense = render_script(_script(), fps=20, size=16, clip_seconds=1.0)
     for n in range(4):
-        np.testing.assert_allclose(video.center[video.frame_clip == n][-1], dense.center[dense.frame_clip == n][-1],
-                                   atol=1e-6)
+        np.testing.assert_allclose(
+            video.center[video.frame_clip == n][-1], dense.center[dense.frame_clip == n][-1], atol=1e-6
+        )
 
 
 def test_script_roundtrip_and_prompts(tmp_path):
@@ -136,21 +147,47 @@ def test_script_roundtrip_and_prompts(tmp_path):
         ([{"background": "mauve", "objects": []}], "`script[0].background` must be one of"),
         ([{"background": "gray", "texture": "fur"}], "`script[0].texture` must be one of"),
         ([{"background": "gray", "objects": [{"shape": "star", "color": "red"}]}], "`script[0].objects[0].shape`"),
-        ([{"background": "gray", "objects": [{"shape": "circle", "color": "red", "motion": "flies"}]}],
-         "`script[0].objects[0].motion` must be one of"),
-        ([{"background": "gray", "objects": [{"shape": "circle", "color": "red"}]},
-          {"background": "gray", "objects": [{"shape": "circle", "color": "blue"}]}], "keeps its shape and colour"),
-        ([{"background": "gray", "objects": [{"shape": "circle", "color": "red"}]},
-          {"background": "gray", "objects": []}], "same objects in the same order"),
-        ([{"background": "gray", "objects": [{"shape": "circle", "color": "red", "motion": "enters_left"}]},
-          {"background": "gray", "objects": [{"shape": "circle", "color": "red", "motion": "enters_left"}]}],
-         "already in frame"),
-        ([{"background": "gray", "objects": [{"shape": "circle", "color": "red", "visible": False}]},
-          {"background": "gray", "objects": [{"shape": "circle", "color": "red", "motion": "stays"}]}],
-         "out of frame at the start"),
-        ([{"background": "gray",
-           "objects": [{"shape": "circle", "color": "red", "visible": False, "motion": "grows"}]}],
-         "not visible"),
+        (
+            [{"background": "gray", "objects": [{"shape": "circle", "color": "red", "motion": "flies"}]}],
+            "`script[0].objects[0].motion` must be one of",
+        ),
+        (
+            [
+                {"background": "gray", "objects": [{"shape": "circle", "color": "red"}]},
+                {"background": "gray", "objects": [{"shape": "circle", "color": "blue"}]},
+            ],
+            "keeps its shape and colour",
+        ),
+        (
+            [
+                {"background": "gray", "objects": [{"shape": "circle", "color": "red"}]},
+                {"background": "gray", "objects": []},
+            ],
+            "same objects in the same order",
+        ),
+        (
+            [
+                {"background": "gray", "objects": [{"shape": "circle", "color": "red", "motion": "enters_left"}]},
+                {"background": "gray", "objects": [{"shape": "circle", "color": "red", "motion": "enters_left"}]},
+            ],
+            "already in frame",
+        ),
+        (
+            [
+                {"background": "gray", "objects": [{"shape": "circle", "color": "red", "visible": False}]},
+                {"background": "gray", "objects": [{"shape": "circle", "color": "red", "motion": "stays"}]},
+            ],
+            "out of frame at the start",
+        ),
+        (
+            [
+                {
+                    "background": "gray",
+                    "objects": [{"shape": "circle", "color": "red", "visible": False, "motion": "grows"}],
+                }
+            ],
+            "not visible",
+        ),
         ([{"background": "gray", "duration": -1}], "`script[0].duration`"),
     ],
 )
@@ -172,8 +209,27 @@ def test_toy_render_cli(tmp_path):
     from diffusers_longvid.cli import main
 
     out = tmp_path / "v.mp4"
-    assert main(["toy-render", "--random", "3", "--seed", "2", "--out", str(out), "--size", "32", "--fps", "8",
-                 "--clip-seconds", "1", "--metadata"]) == 0
+    assert (
+        main(
+            [
+                "toy-render",
+                "--random",
+                "3",
+                "--seed",
+                "2",
+                "--out",
+                str(out),
+                "--size",
+                "32",
+                "--fps",
+                "8",
+                "--clip-seconds",
+                "1",
+                "--metadata",
+            ]
+        )
+        == 0
+    )
     assert out.stat().st_size > 0
     script = load_script(tmp_path / "v.json")
     assert script == validate_script(random_script(3, seed=2))
@@ -184,6 +240,24 @@ def test_toy_render_cli(tmp_path):
     frames = iio.imread(out)
     assert frames.shape == (24, 32, 32, 3)
     again = tmp_path / "again.mp4"
-    assert main(["toy-render", "--script", str(tmp_path / "v.json"), "--out", str(again), "--size", "32", "--fps", "8",
-                 "--num-frames", "9", "--condition-frames", "1"]) == 0
+    assert (
+        main(
+            [
+                "toy-render",
+                "--script",
+                str(tmp_path / "v.json"),
+                "--out",
+                str(again),
+                "--size",
+                "32",
+                "--fps",
+                "8",
+                "--num-frames",
+                "9",
+                "--condition-frames",
+                "1",
+            ]
+        )
+        == 0
+    )
     assert iio.imread(again).shape == (9 + 2 * 8, 32, 32, 3)

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from _train_worker import fresh_accelerate_state  # noqa: F401
 
 from diffusers_longvid.cli import build_parser, main
@@ -26,6 +25,7 @@ from diffusers_longvid.training.loop import (
     overfit_generator,
     step_generator,
 )
+
 
 STAGES = [("train-extension", ExtensionTrainConfig), ("train-causal-lora", CausalLoRATrainConfig)]
 
@@ -56,8 +56,10 @@ def test_defaults_file_and_flags_precedence(tmp_path):
     assert defaults == ExtensionTrainConfig()
     yaml_file = tmp_path / "options.yaml"
     # YAML reads 3e-4 as a string and 2 as an int: both become the field's type
-    yaml_file.write_text("learning-rate: 3e-4\nmax_train_steps: 7\ntimestep_shift: 2\nuse-ema: true\n"
-                         "validation_prompts: [a cat, a dog]\ntask_weights: [1, 0, 2]\n")
+    yaml_file.write_text(
+        "learning-rate: 3e-4\nmax_train_steps: 7\ntimestep_shift: 2\nuse-ema: true\n"
+        "validation_prompts: [a cat, a dog]\ntask_weights: [1, 0, 2]\n"
+    )
     config = parse("train-extension", "--config", str(yaml_file), "--max-train-steps", "9", "--no-use-ema")
     assert config.learning_rate == 3e-4 and isinstance(config.learning_rate, float)
     assert config.timestep_shift == 2.0 and isinstance(config.timestep_shift, float)
@@ -116,12 +118,28 @@ def test_spec_input_checks_come_first(tmp_path, capsys):
     with pytest.raises(ValueError, match="need\\(s\\) `--pretrained-model` for the VAE"):
         ExtensionTrainingSpec(ExtensionTrainConfig(transformer="t", manifest="m.jsonl"))
     with pytest.raises(ValueError, match="needs `train_batch_size=1`"):
-        CausalLoRATrainingSpec(CausalLoRATrainConfig(pretrained_model="p", latent_cache="c", clip_selector="recent",
-                                                     gradient_checkpointing=True, train_batch_size=2))
+        CausalLoRATrainingSpec(
+            CausalLoRATrainConfig(
+                pretrained_model="p",
+                latent_cache="c",
+                clip_selector="recent",
+                gradient_checkpointing=True,
+                train_batch_size=2,
+            )
+        )
     with pytest.raises(TypeError, match="`config` must be an `ExtensionTrainConfig`"):
         ExtensionTrainingSpec(CausalLoRATrainConfig(pretrained_model="p", latent_cache="c"))
-    code = main(["train-extension", "--pretrained-model", str(tmp_path / "nowhere"), "--manifest",
-                 str(tmp_path / "missing.jsonl"), "--output-dir", str(tmp_path / "out")])
+    code = main(
+        [
+            "train-extension",
+            "--pretrained-model",
+            str(tmp_path / "nowhere"),
+            "--manifest",
+            str(tmp_path / "missing.jsonl"),
+            "--output-dir",
+            str(tmp_path / "out"),
+        ]
+    )
     assert code == 2 and "missing.jsonl` does not exist" in capsys.readouterr().err
 
 
@@ -129,14 +147,27 @@ def test_bad_manifest_fails_before_any_model_is_loaded(tmp_path, capsys):
     # every manifest error itself is tested in test_training_data.py; here: the trainers surface them first
     from _media import write_test_manifest
 
-    manifest = write_test_manifest(tmp_path / "bad.jsonl", [
-        {"video": "missing.mp4", "clips": [{"start": 0, "end": 1, "caption": "x"}]},
-        {"video": "missing.mp4", "clips": [{"start": 0, "end": 1, "caption": ""}]},
-    ])
+    manifest = write_test_manifest(
+        tmp_path / "bad.jsonl",
+        [
+            {"video": "missing.mp4", "clips": [{"start": 0, "end": 1, "caption": "x"}]},
+            {"video": "missing.mp4", "clips": [{"start": 0, "end": 1, "caption": ""}]},
+        ],
+    )
     # the pretrained model does not exist either: loading it first would raise another error
     for command, extra in (("train-extension", []), ("train-causal-lora", ["--clip-selector", "recent"])):
-        code = main([command, "--pretrained-model", str(tmp_path / "no-model"), "--manifest", str(manifest),
-                     "--output-dir", str(tmp_path / command), *extra])
+        code = main(
+            [
+                command,
+                "--pretrained-model",
+                str(tmp_path / "no-model"),
+                "--manifest",
+                str(manifest),
+                "--output-dir",
+                str(tmp_path / command),
+                *extra,
+            ]
+        )
         err = capsys.readouterr().err
         assert code == 2, err
         assert "Invalid manifest" in err and "line 1: video file not found" in err and "line 2" in err
@@ -228,20 +259,29 @@ def test_no_unsafe_torch_load_in_the_trainers():
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "training"
 
 
-@pytest.mark.parametrize("name, config_cls", [
-    ("stage1_wan21_1_3b.yaml", ExtensionTrainConfig), ("stage1_toy.yaml", ExtensionTrainConfig),
-    ("stage2_wan21_1_3b.yaml", CausalLoRATrainConfig), ("stage2_toy.yaml", CausalLoRATrainConfig),
-])
+@pytest.mark.parametrize(
+    "name, config_cls",
+    [
+        ("stage1_wan21_1_3b.yaml", ExtensionTrainConfig),
+        ("stage1_toy.yaml", ExtensionTrainConfig),
+        ("stage2_wan21_1_3b.yaml", CausalLoRATrainConfig),
+        ("stage2_toy.yaml", CausalLoRATrainConfig),
+    ],
+)
 def test_example_train_configs_are_valid(name, config_cls):
     command = "train-extension" if config_cls is ExtensionTrainConfig else "train-causal-lora"
     config = parse(command, "--config", str(EXAMPLES / name))
     assert config.latent_cache and config.pretrained_model and config.validation_prompts
 
 
-@pytest.mark.parametrize("name, distributed_type", [
-    ("accelerate_ddp.yaml", "MULTI_GPU"), ("accelerate_fsdp.yaml", "FSDP"),
-    ("accelerate_deepspeed_zero2.yaml", "DEEPSPEED"),
-])
+@pytest.mark.parametrize(
+    "name, distributed_type",
+    [
+        ("accelerate_ddp.yaml", "MULTI_GPU"),
+        ("accelerate_fsdp.yaml", "FSDP"),
+        ("accelerate_deepspeed_zero2.yaml", "DEEPSPEED"),
+    ],
+)
 def test_example_accelerate_configs_parse(name, distributed_type):
     from accelerate.commands.config.config_args import load_config_from_file
 

@@ -13,7 +13,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from _train_worker import (  # noqa: F401
     CLIPS_PER_VIDEO,
     OVERLAP,
@@ -24,13 +23,24 @@ from _train_worker import (  # noqa: F401
     write_media,
 )
 
+
 WORKER = Path(__file__).resolve().parent / "_train_worker.py"
 
 
 def torchrun(stage, out, *args):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(WORKER),
-               stage, str(out), *args]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        str(WORKER),
+        stage,
+        str(out),
+        *args,
+    ]
     completed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-6000:]
     records = [json.loads((out / f"rank{rank}.json").read_text()) for rank in (0, 1)]
@@ -56,13 +66,33 @@ def test_two_processes_train_both_stages_to_identical_weights(data):
     from diffusers import WanTransformer3DModel
 
     root = data["root"]
-    common = ["--max-train-steps", "3", "--train-batch-size", "1", "--learning-rate", "1e-3", "--report-to", "none",
-              "--checkpointing-steps", "2", "--cpu"]
+    common = [
+        "--max-train-steps",
+        "3",
+        "--train-batch-size",
+        "1",
+        "--learning-rate",
+        "1e-3",
+        "--report-to",
+        "none",
+        "--checkpointing-steps",
+        "2",
+        "--cpu",
+    ]
 
     # stage 1: the T2V model becomes the extension model
     stage1 = root / "stage1"
-    records = torchrun("train-extension", root / "reports1", "--output-dir", str(stage1), "--pretrained-model",
-                       str(data["pipeline"]), "--latent-cache", str(data["short"]), *common)
+    records = torchrun(
+        "train-extension",
+        root / "reports1",
+        "--output-dir",
+        str(stage1),
+        "--pretrained-model",
+        str(data["pipeline"]),
+        "--latent-cache",
+        str(data["short"]),
+        *common,
+    )
     assert (root / "reports1" / "num_processes.txt").read_text() == "2"
     assert [r["num_processes"] for r in records] == [2, 2] and [r["rank"] for r in records] == [0, 1]
     assert [r["global_step"] for r in records] == [3, 3]
@@ -72,15 +102,33 @@ def test_two_processes_train_both_stages_to_identical_weights(data):
     base = WanTransformer3DModel.from_pretrained(data["pipeline"], subfolder="transformer")
     assert weights_hash(base) != records[0]["hash"]
     assert (stage1 / "checkpoints" / "checkpoint-2" / "trainer_state.json").is_file()
-    assert json.loads((stage1 / "checkpoints" / "checkpoint-2" / "trainer_state.json").read_text())[
-        "num_processes"] == 2
+    assert (
+        json.loads((stage1 / "checkpoints" / "checkpoint-2" / "trainer_state.json").read_text())["num_processes"] == 2
+    )
 
     # stage 2: the K/V LoRA, on the stage-1 output folder
     stage2 = root / "stage2"
-    records = torchrun("train-causal-lora", root / "reports2", "--output-dir", str(stage2), "--pretrained-model",
-                       str(stage1 / "final"), "--latent-cache", str(data["long"]), "--num-condition-frames",
-                       str(OVERLAP), "--clips-per-video", str(CLIPS_PER_VIDEO), "--kv-cache-clips", "1",
-                       "--clip-selector", "recent", "--lora-rank", "4", *common)
+    records = torchrun(
+        "train-causal-lora",
+        root / "reports2",
+        "--output-dir",
+        str(stage2),
+        "--pretrained-model",
+        str(stage1 / "final"),
+        "--latent-cache",
+        str(data["long"]),
+        "--num-condition-frames",
+        str(OVERLAP),
+        "--clips-per-video",
+        str(CLIPS_PER_VIDEO),
+        "--kv-cache-clips",
+        "1",
+        "--clip-selector",
+        "recent",
+        "--lora-rank",
+        "4",
+        *common,
+    )
     assert (root / "reports2" / "num_processes.txt").read_text() == "2"
     assert [r["num_processes"] for r in records] == [2, 2]
     assert records[0]["hash"] == records[1]["hash"]

@@ -11,8 +11,6 @@ import json
 import numpy as np
 import pytest
 import torch
-from safetensors.torch import load_file
-
 from _train_worker import (  # noqa: F401
     FPS,
     SHORT_FRAMES,
@@ -22,6 +20,8 @@ from _train_worker import (  # noqa: F401
     write_cache,
     write_media,
 )
+from safetensors.torch import load_file
+
 from diffusers_longvid.cli import main
 from diffusers_longvid.training.config import ExtensionTrainConfig
 from diffusers_longvid.training.loop import DeterministicBatchSampler, overfit_generator, run_training
@@ -64,16 +64,51 @@ def test_cli_trains_from_a_manifest_with_every_feature(data, tmp_path):
         "lr_scheduler: cosine\nlr_warmup_steps: 1\nlearning-rate: 1e-3\nuse_ema: true\nmixed_precision: bf16\n"
         "validation_prompts: [a red square slides, a green square falls]\n"
     )
-    code = main([
-        "train-extension", "--config", str(options), "--output-dir", str(out),
-        "--pretrained-model", str(data["pipeline"]), "--manifest", str(data["manifest"]),
-        "--height", str(SIZE), "--width", str(SIZE), "--fps", str(FPS), "--num-frames", str(SHORT_FRAMES),
-        "--max-sequence-length", "16", "--train-batch-size", "2", "--gradient-accumulation-steps", "2",
-        "--max-train-steps", "4", "--gradient-checkpointing", "--caption-dropout-prob", "0.5",
-        "--logging-steps", "1", "--checkpointing-steps", "2", "--checkpoints-total-limit", "1",
-        "--validation-steps", "4", "--validation-num-inference-steps", "2", "--validation-num-condition-frames", "5",
-        "--cpu",
-    ])
+    code = main(
+        [
+            "train-extension",
+            "--config",
+            str(options),
+            "--output-dir",
+            str(out),
+            "--pretrained-model",
+            str(data["pipeline"]),
+            "--manifest",
+            str(data["manifest"]),
+            "--height",
+            str(SIZE),
+            "--width",
+            str(SIZE),
+            "--fps",
+            str(FPS),
+            "--num-frames",
+            str(SHORT_FRAMES),
+            "--max-sequence-length",
+            "16",
+            "--train-batch-size",
+            "2",
+            "--gradient-accumulation-steps",
+            "2",
+            "--max-train-steps",
+            "4",
+            "--gradient-checkpointing",
+            "--caption-dropout-prob",
+            "0.5",
+            "--logging-steps",
+            "1",
+            "--checkpointing-steps",
+            "2",
+            "--checkpoints-total-limit",
+            "1",
+            "--validation-steps",
+            "4",
+            "--validation-num-inference-steps",
+            "2",
+            "--validation-num-condition-frames",
+            "5",
+            "--cpu",
+        ]
+    )
     assert code == 0
     saved_config = json.loads((out / "train_config.json").read_text())
     assert saved_config["mixed_precision"] == "bf16" and saved_config["gradient_accumulation_steps"] == 2
@@ -113,17 +148,25 @@ def test_cli_trains_from_a_manifest_with_every_feature(data, tmp_path):
     pipe.set_progress_bar_config(disable=True)
     assert isinstance(pipe.scheduler, TRFlowScheduler) and pipe.transformer.config.in_channels == 36
     assert pipe.config.condition_fill == "zeros" and pipe.conditioning_mode == "concat"
-    frames = pipe(["a red square", "a blue square"], height=SIZE, width=SIZE, num_frames=SHORT_FRAMES,
-                  num_condition_frames=1, num_inference_steps=2, max_sequence_length=16,
-                  generator=torch.Generator().manual_seed(0)).frames
+    frames = pipe(
+        ["a red square", "a blue square"],
+        height=SIZE,
+        width=SIZE,
+        num_frames=SHORT_FRAMES,
+        num_condition_frames=1,
+        num_inference_steps=2,
+        max_sequence_length=16,
+        generator=torch.Generator().manual_seed(0),
+    ).frames
     assert frames.shape == (1, 17, SIZE, SIZE, 3) and np.isfinite(frames).all()
 
 
 def fixed_batch_loss(spec, model, config):
     """The loss of the batch that `overfit_batches=1` repeats, with the draws it repeats."""
     dataset = spec.dataset
-    indices = DeterministicBatchSampler(len(dataset), config.train_batch_size, config.seed,
-                                        repeat_batches=1).global_batch(0)
+    indices = DeterministicBatchSampler(
+        len(dataset), config.train_batch_size, config.seed, repeat_batches=1
+    ).global_batch(0)
     batch = spec.collate([dataset[i] for i in indices])
     model.eval()
     with torch.no_grad():
@@ -131,8 +174,9 @@ def fixed_batch_loss(spec, model, config):
 
 
 def test_loss_of_a_fixed_batch_falls_when_overfitting(data, tmp_path):
-    config = cached_config(data, tmp_path, max_train_steps=50, learning_rate=3e-3, overfit_batches=1,
-                           lr_scheduler="constant")
+    config = cached_config(
+        data, tmp_path, max_train_steps=50, learning_rate=3e-3, overfit_batches=1, lr_scheduler="constant"
+    )
     spec = ExtensionTrainingSpec(config)
     spec.build_dataset()
     initial = fixed_batch_loss(spec, spec.build_model(), config)
@@ -163,8 +207,15 @@ class CrashingSpec(ExtensionTrainingSpec):
 
 def test_resume_equals_the_uninterrupted_run(data, tmp_path):
     # 4 examples, batch 2 x 2 micro-batches: every step crosses an epoch; cosine schedule, warm-up and EMA
-    options = dict(max_train_steps=4, gradient_accumulation_steps=2, lr_scheduler="cosine", lr_warmup_steps=1,
-                   use_ema=True, checkpointing_steps=2, caption_dropout_prob=0.3)
+    options = dict(
+        max_train_steps=4,
+        gradient_accumulation_steps=2,
+        lr_scheduler="cosine",
+        lr_warmup_steps=1,
+        use_ema=True,
+        checkpointing_steps=2,
+        caption_dropout_prob=0.3,
+    )
     straight_config = cached_config(data, tmp_path / "a", **options)
     straight = run_training(ExtensionTrainingSpec(straight_config), straight_config)
 

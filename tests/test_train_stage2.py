@@ -13,8 +13,6 @@ import json
 import numpy as np
 import pytest
 import torch
-from safetensors.torch import load_file
-
 from _train_worker import (  # noqa: F401
     CLIPS_PER_VIDEO,
     FPS,
@@ -25,6 +23,8 @@ from _train_worker import (  # noqa: F401
     write_cache,
     write_media,
 )
+from safetensors.torch import load_file
+
 from diffusers_longvid.cli import main
 from diffusers_longvid.training.config import CausalLoRATrainConfig
 from diffusers_longvid.training.loop import DeterministicBatchSampler, overfit_generator, run_training
@@ -76,17 +76,62 @@ def test_cli_trains_from_a_manifest_and_the_lora_loads_into_the_pipeline(data, t
     from diffusers_longvid.video_io import read_video
 
     out = tmp_path / "run"
-    code = main([
-        "train-causal-lora", "--output-dir", str(out), "--pretrained-model", str(data["pipeline"]),
-        "--manifest", str(data["manifest"]), "--height", str(SIZE), "--width", str(SIZE), "--fps", str(FPS),
-        "--num-frames", str(LONG_FRAMES), "--num-condition-frames", str(OVERLAP),
-        "--clips-per-video", str(CLIPS_PER_VIDEO), "--kv-cache-clips", "1", "--clip-selector", "prompt",
-        "--lora-rank", "4", "--max-sequence-length", "16", "--train-batch-size", "1",
-        "--gradient-accumulation-steps", "2", "--max-train-steps", "3", "--learning-rate", "1e-2",
-        "--mixed-precision", "bf16", "--gradient-checkpointing", "--history-grad", "--logging-steps", "1",
-        "--checkpointing-steps", "2", "--validation-steps", "3", "--validation-num-inference-steps", "2",
-        "--validation-prompts", "a red square slides", "a green square falls", "a red square slides on", "--cpu",
-    ])
+    code = main(
+        [
+            "train-causal-lora",
+            "--output-dir",
+            str(out),
+            "--pretrained-model",
+            str(data["pipeline"]),
+            "--manifest",
+            str(data["manifest"]),
+            "--height",
+            str(SIZE),
+            "--width",
+            str(SIZE),
+            "--fps",
+            str(FPS),
+            "--num-frames",
+            str(LONG_FRAMES),
+            "--num-condition-frames",
+            str(OVERLAP),
+            "--clips-per-video",
+            str(CLIPS_PER_VIDEO),
+            "--kv-cache-clips",
+            "1",
+            "--clip-selector",
+            "prompt",
+            "--lora-rank",
+            "4",
+            "--max-sequence-length",
+            "16",
+            "--train-batch-size",
+            "1",
+            "--gradient-accumulation-steps",
+            "2",
+            "--max-train-steps",
+            "3",
+            "--learning-rate",
+            "1e-2",
+            "--mixed-precision",
+            "bf16",
+            "--gradient-checkpointing",
+            "--history-grad",
+            "--logging-steps",
+            "1",
+            "--checkpointing-steps",
+            "2",
+            "--validation-steps",
+            "3",
+            "--validation-num-inference-steps",
+            "2",
+            "--validation-prompts",
+            "a red square slides",
+            "a green square falls",
+            "a red square slides on",
+            "--cpu",
+        ]
+    )
     assert code == 0
     assert list((out / "logs").rglob("events.out.tfevents.*"))
     checkpoint = out / "checkpoints" / "checkpoint-2"
@@ -109,10 +154,18 @@ def test_cli_trains_from_a_manifest_and_the_lora_loads_into_the_pipeline(data, t
     pipe.set_progress_bar_config(disable=True)
 
     def generate():
-        return pipe(["a red square slides", "a green square falls", "a red square slides on"], height=SIZE,
-                    width=SIZE, num_frames=LONG_FRAMES, num_condition_frames=OVERLAP, num_inference_steps=2,
-                    max_sequence_length=16, kv_cache_clips=1, generator=torch.Generator().manual_seed(0),
-                    output_type="latent").frames
+        return pipe(
+            ["a red square slides", "a green square falls", "a red square slides on"],
+            height=SIZE,
+            width=SIZE,
+            num_frames=LONG_FRAMES,
+            num_condition_frames=OVERLAP,
+            num_inference_steps=2,
+            max_sequence_length=16,
+            kv_cache_clips=1,
+            generator=torch.Generator().manual_seed(0),
+            output_type="latent",
+        ).frames
 
     before = generate()
     pipe.load_lora_weights(final, adapter_name="kv")
@@ -127,8 +180,16 @@ def test_only_the_lora_changes_and_resume_equals_the_uninterrupted_run(data, tmp
     from diffusers_longvid import LongVideoExtensionPipeline
     from diffusers_longvid.attention import get_cross_clip_kv_cache
 
-    options = dict(max_train_steps=4, gradient_accumulation_steps=2, lr_scheduler="cosine", lr_warmup_steps=1,
-                   train_batch_size=1, checkpointing_steps=2, history_grad=True, caption_dropout_prob=0.3)
+    options = dict(
+        max_train_steps=4,
+        gradient_accumulation_steps=2,
+        lr_scheduler="cosine",
+        lr_warmup_steps=1,
+        train_batch_size=1,
+        checkpointing_steps=2,
+        history_grad=True,
+        caption_dropout_prob=0.3,
+    )
     straight_config = cached_config(data, tmp_path / "a", **options)
     straight = run_training(CausalLoRATrainingSpec(straight_config), straight_config)
 
@@ -176,8 +237,12 @@ def test_only_the_lora_changes_and_resume_equals_the_uninterrupted_run(data, tmp
     get_cross_clip_kv_cache(straight.model).clear()  # no history: both run the stock attention
     straight.model.eval()
     generator = torch.Generator().manual_seed(0)
-    inputs = dict(hidden_states=torch.randn(1, 36, 2, 2, 2, generator=generator), timestep=torch.tensor([500.0]),
-                  encoder_hidden_states=torch.randn(1, 16, 32, generator=generator), return_dict=False)
+    inputs = dict(
+        hidden_states=torch.randn(1, 36, 2, 2, 2, generator=generator),
+        timestep=torch.tensor([500.0]),
+        encoder_hidden_states=torch.randn(1, 16, 32, generator=generator),
+        return_dict=False,
+    )
     with torch.no_grad():
         expected = straight.model(**inputs)[0]
         torch.testing.assert_close(pipe.transformer(**inputs)[0], expected, rtol=1e-5, atol=1e-6)
@@ -187,12 +252,14 @@ def test_only_the_lora_changes_and_resume_equals_the_uninterrupted_run(data, tmp
 
 def test_loss_of_a_fixed_batch_falls_when_overfitting(data, tmp_path):
     # the LoRA on K/V of both blocks, so that it has the capacity to fit
-    config = cached_config(data, tmp_path, max_train_steps=50, overfit_batches=1, lr_scheduler="constant",
-                           cached_blocks=[0, 1])
+    config = cached_config(
+        data, tmp_path, max_train_steps=50, overfit_batches=1, lr_scheduler="constant", cached_blocks=[0, 1]
+    )
     spec = CausalLoRATrainingSpec(config)
     dataset = spec.build_dataset()
-    batch = spec.collate([dataset[i] for i in DeterministicBatchSampler(len(dataset), 2, config.seed,
-                                                                         repeat_batches=1).global_batch(0)])
+    batch = spec.collate(
+        [dataset[i] for i in DeterministicBatchSampler(len(dataset), 2, config.seed, repeat_batches=1).global_batch(0)]
+    )
 
     def fixed_loss(model):
         model.eval()
@@ -228,8 +295,13 @@ def test_selection_offsets_and_conditioning_follow_the_pipeline(data, tmp_path):
     try:
         for first_clip_index in (0, 1):
             seen.clear()
-            example = LongVideoExample(captions=captions, num_frames=LONG_FRAMES, first_clip_index=first_clip_index,
-                                       latents=item["latents"].float(), prompt_embeds=item["prompt_embeds"].float())
+            example = LongVideoExample(
+                captions=captions,
+                num_frames=LONG_FRAMES,
+                first_clip_index=first_clip_index,
+                latents=item["latents"].float(),
+                prompt_embeds=item["prompt_embeds"].float(),
+            )
             spec.compute_loss(model, LongVideoBatch([example]), torch.Generator().manual_seed(0))
             history, target = seen
             # pipeline offsets: clip n starts at n * (latent frames - condition latent frames) = n * (2 - 1)
@@ -268,8 +340,9 @@ def test_gradient_checkpointing_recomputes_with_the_history(data, tmp_path):
     # the target forward is recomputed in the backward pass: it must see the same history as in the forward
     grads = []
     for checkpointing in (False, True):
-        config = cached_config(data, tmp_path, train_batch_size=1, gradient_checkpointing=checkpointing,
-                               history_grad=True)
+        config = cached_config(
+            data, tmp_path, train_batch_size=1, gradient_checkpointing=checkpointing, history_grad=True
+        )
         spec = CausalLoRATrainingSpec(config)
         spec.build_dataset()
         torch.manual_seed(0)

@@ -10,6 +10,14 @@ import pickle
 import numpy as np
 import pytest
 import torch
+from _media import (
+    clips,
+    decode_frame_index,
+    write_garbage_video,
+    write_test_manifest,
+    write_test_video,
+    write_truncated_video,
+)
 
 from diffusers_longvid.training.datasets import (
     LongVideoDataset,
@@ -24,14 +32,6 @@ from diffusers_longvid.training.datasets import (
 )
 from diffusers_longvid.training.manifest import ManifestError, load_manifest, write_manifest
 
-from _media import (
-    clips,
-    decode_frame_index,
-    write_garbage_video,
-    write_test_manifest,
-    write_test_video,
-    write_truncated_video,
-)
 
 FPS = 8.0  # frame rate of the test videos
 

@@ -17,6 +17,7 @@ from diffusers import (
 from diffusers_longvid import TRFlowScheduler
 from diffusers_longvid.testing import get_dummy_components
 
+
 DIM = 24  # size of the toy "latent" of the fake velocity model
 
 

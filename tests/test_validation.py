@@ -13,6 +13,7 @@ from diffusers_longvid.pipelines.longvideo.state import GenerationState, Generat
 from diffusers_longvid.testing import get_dummy_components
 from diffusers_longvid.validation import check_float, check_seed, validate_image, validate_video
 
+
 H = W = 16
 KWARGS = dict(height=H, width=W, num_frames=9, num_condition_frames=5, num_inference_steps=2, max_sequence_length=16)
 
@@ -232,8 +233,14 @@ def copy_state(state_dir, tmp_path):
 @pytest.mark.parametrize(
     "damage, match",
     [
-        (lambda d: (d / "latents" / "clip_00001.safetensors").unlink(), r"'latents/clip_00001.safetensors' is missing"),
-        (lambda d: _flip_byte(d / "carry_00002.safetensors"), r"'carry_00002.safetensors' does not match its checksum"),
+        (
+            lambda d: (d / "latents" / "clip_00001.safetensors").unlink(),
+            r"'latents/clip_00001.safetensors' is missing",
+        ),
+        (
+            lambda d: _flip_byte(d / "carry_00002.safetensors"),
+            r"'carry_00002.safetensors' does not match its checksum",
+        ),
         (lambda d: _truncate(d / "latents" / "clip_00000.safetensors"), r"'latents/clip_00000.safetensors' does not"),
         (lambda d: _edit_manifest(d, num_clips_done=99), r"`num_clips_done` is 99 but it records 3 clips"),
         (lambda d: _edit_manifest(d, num_clips_done="3"), r"`num_clips_done` is \"3\", not a int"),

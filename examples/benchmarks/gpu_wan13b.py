@@ -45,6 +45,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+
 # Wan2.1-T2V-1.3B, as in diffusers' scripts/convert_wan_to_diffusers.py ("Wan-T2V-1.3B").
 WAN21_T2V_1_3B_CONFIG: dict[str, Any] = {
     "patch_size": (1, 2, 2),
@@ -358,7 +359,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--tiny", action="store_true", help="Tiny random model and 64x64x9 clip (CPU tests).")
     parser.add_argument("--device", default=None, help="Defaults to cuda when available, else cpu.")
     parser.add_argument(
-        "--dtype", default=None, choices=["bfloat16", "float16", "float32"],
+        "--dtype",
+        default=None,
+        choices=["bfloat16", "float16", "float32"],
         help="Defaults to bfloat16 on cuda, float32 on cpu (CPU bf16 kernels are slow and not what is measured).",
     )
     parser.add_argument("--height", type=int, default=None, help="Pixels (default 480; tiny 64).")
@@ -453,8 +456,14 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             history_tokens = pooled_tokens if mode == "compressed" else None
             if k > 0:
                 processors, branch = install_history(
-                    model, cached_blocks, k, tokens, branches, "prealloc" if mode == "compressed" else mode,
-                    generator, history_tokens,
+                    model,
+                    cached_blocks,
+                    k,
+                    tokens,
+                    branches,
+                    "prealloc" if mode == "compressed" else mode,
+                    generator,
+                    history_tokens,
                 )
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
@@ -532,7 +541,14 @@ def _print_table(report: dict[str, Any]) -> None:
         f"history in {len(report['cached_blocks'])} blocks, {report['timed_steps']} timed steps"
     )
     columns = [
-        "k", "mode", "ms / step (median)", "ms / forward", "peak GiB", "history K/V GiB", "TFLOP / step", "TFLOP/s",
+        "k",
+        "mode",
+        "ms / step (median)",
+        "ms / forward",
+        "peak GiB",
+        "history K/V GiB",
+        "TFLOP / step",
+        "TFLOP/s",
         "x k=0 (measured / predicted)",
     ]
     print("| " + " | ".join(columns) + " |")

@@ -35,6 +35,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+
 PRESETS: dict[str, dict[str, Any]] = {
     "tiny": {
         "transformer": {"num_attention_heads": 2, "attention_head_dim": 32, "ffn_dim": 128, "num_layers": 2},
@@ -93,20 +94,36 @@ def _build_inputs(preset: dict[str, Any], stage: str, root: Path) -> tuple[Path,
             clips = [{"start": 0.0, "end": duration - 0.1, "caption": f"clip {i}"}]
         else:
             step = (duration - 0.1) / options["clips"]
-            clips = [{"start": j * step, "end": (j + 1) * step, "caption": f"clip {i} part {j}"}
-                     for j in range(options["clips"])]
+            clips = [
+                {"start": j * step, "end": (j + 1) * step, "caption": f"clip {i} part {j}"}
+                for j in range(options["clips"])
+            ]
         lines.append(json.dumps({"video": path.name, "clips": clips}))
     manifest = root / "train.jsonl"
     manifest.write_text("\n".join(lines) + "\n")
     if stage == "extension":
         dataset = ShortClipDataset(str(manifest), size, size, fps=fps, num_frames=options["num_frames"])
     else:
-        dataset = LongVideoDataset(str(manifest), size, size, num_frames=options["num_frames"],
-                                   overlap_frames=options["overlap"], fps=fps, max_clips=options["clips"],
-                                   min_clips=options["clips"])
+        dataset = LongVideoDataset(
+            str(manifest),
+            size,
+            size,
+            num_frames=options["num_frames"],
+            overlap_frames=options["overlap"],
+            fps=fps,
+            max_clips=options["clips"],
+            min_clips=options["clips"],
+        )
     cache = root / "cache"
-    cache_latents(dataset, cache, components["vae"], components["text_encoder"], components["tokenizer"],
-                  max_sequence_length=32, show_progress=False)
+    cache_latents(
+        dataset,
+        cache,
+        components["vae"],
+        components["text_encoder"],
+        components["tokenizer"],
+        max_sequence_length=32,
+        show_progress=False,
+    )
     return pipeline, cache
 
 
@@ -126,20 +143,37 @@ def run_one(
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         # the inputs are built in a child process, so that this process's peak memory is the training's
-        subprocess.run([sys.executable, __file__, "--preset", preset_name, "--stage", stage, "--prepare", str(root)],
-                       check=True, capture_output=True)
+        subprocess.run(
+            [sys.executable, __file__, "--preset", preset_name, "--stage", stage, "--prepare", str(root)],
+            check=True,
+            capture_output=True,
+        )
         pipeline, cache = root / "pipeline", root / "cache"
-        common = dict(output_dir=str(root / "run"), pretrained_model=str(pipeline), latent_cache=str(cache),
-                      train_batch_size=options["batch"], max_train_steps=warmup + steps, learning_rate=1e-4,
-                      report_to="none", checkpointing_steps=0, save_pipeline=False, cpu=True,
-                      gradient_checkpointing=gradient_checkpointing)
+        common = dict(
+            output_dir=str(root / "run"),
+            pretrained_model=str(pipeline),
+            latent_cache=str(cache),
+            train_batch_size=options["batch"],
+            max_train_steps=warmup + steps,
+            learning_rate=1e-4,
+            report_to="none",
+            checkpointing_steps=0,
+            save_pipeline=False,
+            cpu=True,
+            gradient_checkpointing=gradient_checkpointing,
+        )
         if stage == "extension":
             config = ExtensionTrainConfig(**common)
             spec = ExtensionTrainingSpec(config)
         else:
-            config = CausalLoRATrainConfig(**common, num_condition_frames=options["overlap"],
-                                           clips_per_video=options["clips"], kv_cache_clips=options["clips"] - 1,
-                                           clip_selector="recent", lora_rank=16)
+            config = CausalLoRATrainConfig(
+                **common,
+                num_condition_frames=options["overlap"],
+                clips_per_video=options["clips"],
+                kv_cache_clips=options["clips"] - 1,
+                clip_selector="recent",
+                lora_rank=16,
+            )
             spec = CausalLoRATrainingSpec(config)
         starts: list[float] = []
         compute_loss = spec.compute_loss
@@ -198,8 +232,20 @@ def main(argv: list[str] | None = None) -> int:
         rows = []
         for preset in PRESETS:
             for stage in ("extension", "causal_lora"):
-                command = [sys.executable, __file__, "--preset", preset, "--stage", stage, "--steps", str(args.steps),
-                           "--warmup", str(args.warmup), "--threads", str(args.threads)]
+                command = [
+                    sys.executable,
+                    __file__,
+                    "--preset",
+                    preset,
+                    "--stage",
+                    stage,
+                    "--steps",
+                    str(args.steps),
+                    "--warmup",
+                    str(args.warmup),
+                    "--threads",
+                    str(args.threads),
+                ]
                 if args.gradient_checkpointing:
                     command.append("--gradient-checkpointing")
                 output = subprocess.run(command, check=True, capture_output=True, text=True).stdout

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from ._lazy import attach_lazy
 
+
 __version__ = "0.1.0.dev0"
 
 # public name -> product module (relative to this package) that defines it

@@ -44,7 +44,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # exceptions that mean "the user asked for something that cannot be done": one `error:` line, exit code 2
-_USER_ERRORS = (ValueError, TypeError, FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError, ImportError)
+_USER_ERRORS = (
+    ValueError,
+    TypeError,
+    FileNotFoundError,
+    NotADirectoryError,
+    IsADirectoryError,
+    PermissionError,
+    ImportError,
+)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -56,7 +64,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if getattr(args, "func", None) is None:
         parser.print_help()
         return 2
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
+    )
     from diffusers.utils import logging as dlogging
 
     dlogging.set_verbosity_debug() if args.verbose else dlogging.set_verbosity_info()

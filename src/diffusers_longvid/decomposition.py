@@ -23,6 +23,7 @@ from diffusers.utils import logging
 from .extension import denormalize_latents
 from .schedulers.scheduling_trflow import TRFlowScheduler, TRFlowStepEstimate, trflow_weights
 
+
 logger = logging.get_logger(__name__)  # pylint: disable=invalid-name
 
 __all__ = [

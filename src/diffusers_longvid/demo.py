@@ -32,6 +32,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+
 logger = logging.getLogger("diffusers_longvid.demo")
 
 #: Seed and comebacks of the demo's toy script (see `demo_toy_script`).
@@ -94,7 +95,8 @@ def run_toy_demo(out: Path, num_clips: int | None = None, steps: int | None = No
 
     from .pipelines.longvideo.pipeline_longvideo_extension import LongVideoExtensionPipeline
     from .presets import get_preset_path
-    from .toy import save_script
+    from .toy import is_reentry, save_script
+    from .toy.ablate import ground_truth_start
     from .toy.compare import (
         DEFAULT_VARIANTS,
         GROUND_TRUTH,
@@ -103,8 +105,6 @@ def run_toy_demo(out: Path, num_clips: int | None = None, steps: int | None = No
         write_contact_sheet,
         write_side_by_side,
     )
-    from .toy.ablate import ground_truth_start
-    from .toy import is_reentry
     from .toy.evaluate import evaluate_toy_video, write_toy_eval_report
     from .toy.memory import MemoryBenchmarkConfig, score_memory_video, summarise_records, write_memory_contact_sheet
     from .toy.preset import load_preset_settings
@@ -128,17 +128,30 @@ def run_toy_demo(out: Path, num_clips: int | None = None, steps: int | None = No
     # clip 0 continues the ground truth's first k frames, so positions and colours are known at t = 0 and the
     # report measures how each variant keeps them (see `AblationConfig.start_from_ground_truth`)
     videos = run_variants(
-        pipe, script, DEFAULT_VARIANTS, seed=0, num_frames=F, num_condition_frames=k, steps=steps,
-        size=settings["height"], guidance_scale=settings["guidance_scale"],
-        max_sequence_length=settings["max_sequence_length"], video=ground_truth_start(truth, k),
+        pipe,
+        script,
+        DEFAULT_VARIANTS,
+        seed=0,
+        num_frames=F,
+        num_condition_frames=k,
+        steps=steps,
+        size=settings["height"],
+        guidance_scale=settings["guidance_scale"],
+        max_sequence_length=settings["max_sequence_length"],
+        video=ground_truth_start(truth, k),
     )
     seconds = time.time() - start
     ours = videos[DEFAULT_VARIANTS[0].name]
     write_video(ours, out / "toy_long_video.mp4", fps=fps)
     sidecar = {
-        "model": "toy", "preset": path, "script": "toy_script.json", "frames": int(ours.shape[0]),
-        "seconds": ours.shape[0] / fps, "settings": {**settings, "num_inference_steps": steps},
-        "variant": DEFAULT_VARIANTS[0].to_dict(), "generation_seconds_all_variants": round(seconds, 1),
+        "model": "toy",
+        "preset": path,
+        "script": "toy_script.json",
+        "frames": int(ours.shape[0]),
+        "seconds": ours.shape[0] / fps,
+        "settings": {**settings, "num_inference_steps": steps},
+        "variant": DEFAULT_VARIANTS[0].to_dict(),
+        "generation_seconds_all_variants": round(seconds, 1),
     }
     (out / "toy_long_video.json").write_text(json.dumps(sidecar, indent=1) + "\n")
     panels = {GROUND_TRUTH: truth, **videos}
@@ -151,8 +164,11 @@ def run_toy_demo(out: Path, num_clips: int | None = None, steps: int | None = No
 
     report_dir = out / "report"
     summary: dict[str, Any] = {}
-    lines = ["| variant | named presence | named colour | re-entry presence | re-entry colour | background colour "
-             "error | sharpness ratio |", "|---|---|---|---|---|---|---|"]
+    lines = [
+        "| variant | named presence | named colour | re-entry presence | re-entry colour | background colour "
+        "error | sharpness ratio |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for name, frames in videos.items():
         result = evaluate_toy_video(np.asarray(frames), script, num_frames=F, num_condition_frames=k, fps=fps)
         slug = name.lower().replace(" ", "-")
@@ -168,9 +184,15 @@ def run_toy_demo(out: Path, num_clips: int | None = None, steps: int | None = No
     (report_dir / "summary.md").write_text("\n".join(lines) + "\n")
     logger.info("\n" + "\n".join(lines))
     logger.info(f"Wrote {out / 'toy_long_video.mp4'}, {comparison}, {sheet} and {report_dir}.")
-    return {"video": str(out / "toy_long_video.mp4"), "comparison": comparison, "contact_sheet": sheet,
-            "comebacks": comebacks,
-            "report": str(report_dir), "metrics": summary, "seconds": seconds}
+    return {
+        "video": str(out / "toy_long_video.mp4"),
+        "comparison": comparison,
+        "contact_sheet": sheet,
+        "comebacks": comebacks,
+        "report": str(report_dir),
+        "metrics": summary,
+        "seconds": seconds,
+    }
 
 
 def _fmt(value: Any) -> str:
@@ -178,8 +200,11 @@ def _fmt(value: Any) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m diffusers_longvid.demo", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m diffusers_longvid.demo",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--out", type=Path, default=Path("demo_output"), help="Output folder.")
     parser.add_argument("--num-clips", type=int, default=None, help="Clips to generate (default: the whole script).")
     parser.add_argument("--steps", type=int, default=None, help="Denoising steps per clip (default: the preset's).")

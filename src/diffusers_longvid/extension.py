@@ -28,6 +28,7 @@ from diffusers.utils import logging
 from diffusers.utils.torch_utils import get_module_execution_device
 from torch import nn
 
+
 logger = logging.get_logger(__name__)  # pylint: disable=invalid-name
 
 __all__ = [

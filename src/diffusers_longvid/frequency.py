@@ -23,6 +23,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
+
 __all__ = ["average_frequency", "infer_video_layout", "VIDEO_LAYOUTS"]
 
 # Layouts understood by `average_frequency`: B = batch, F = frames, C = channels, H, W = height, width.
@@ -119,7 +120,7 @@ def _to_bfchw(video: torch.Tensor, layout: str) -> torch.Tensor:
 def _frame_af(frames: torch.Tensor, radius: torch.Tensor) -> torch.Tensor:
     """AF of each (..., H, W) plane; 0 for a plane without variation."""
     flat = frames.flatten(-2)
-    constant = (flat.amax(dim=-1) == flat.amin(dim=-1))
+    constant = flat.amax(dim=-1) == flat.amin(dim=-1)
     # subtracting the mean removes the DC term (up to rounding); it is zeroed below anyway
     centred = frames - frames.mean(dim=(-2, -1), keepdim=True)
     magnitude = torch.fft.fft2(centred).abs()

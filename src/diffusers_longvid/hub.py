@@ -30,6 +30,7 @@ from typing import Any
 
 from diffusers.utils import logging
 
+
 logger = logging.get_logger(__name__)  # pylint: disable=invalid-name
 
 __all__ = [
@@ -310,8 +311,8 @@ from diffusers_longvid.video_io import StreamingVideoWriter
             stream,
             "```",
             "",
-            "With trained weights: `LongVideoExtensionPipeline.from_pretrained(\"USER/EXTENSION\")` for a stage-1",
-            "extension pipeline, then `pipe.load_lora_weights(\"USER/KV-LORA\", adapter_name=\"kv\")` for a stage-2",
+            'With trained weights: `LongVideoExtensionPipeline.from_pretrained("USER/EXTENSION")` for a stage-1',
+            'extension pipeline, then `pipe.load_lora_weights("USER/KV-LORA", adapter_name="kv")` for a stage-2',
             "LoRA. The same from the command line:",
             "",
             "```bash",
@@ -328,7 +329,7 @@ from diffusers_longvid.video_io import StreamingVideoWriter
     lines += ['pipe.to("cuda")', stream, "```", ""]
     if kind == "lora":
         lines.append(
-            f"`{base_model}` is the pipeline this LoRA was trained on. `pipe.set_adapters([\"kv\", ...], [1.0, ...])` "
+            f'`{base_model}` is the pipeline this LoRA was trained on. `pipe.set_adapters(["kv", ...], [1.0, ...])` '
             "stacks it with other LoRAs (it adapts only `attn1.to_k` / `attn1.to_v` of the cached blocks), and "
             "`pipe.fuse_lora()` merges it."
         )
@@ -374,7 +375,14 @@ def _training_section(training_info: Mapping[str, Any] | None, training_data: st
         shown = {
             k: training_info[k]
             for k in (
-                "stage", "base_model", "height", "width", "num_frames", "fps", "num_condition_frames", "lora_rank"
+                "stage",
+                "base_model",
+                "height",
+                "width",
+                "num_frames",
+                "fps",
+                "num_condition_frames",
+                "lora_rank",
             )
             if training_info.get(k) is not None
         }
@@ -396,8 +404,16 @@ def _sample_section(repo_id: str, sample_path: str, sample_info: Mapping[str, An
         facts = [f"seed `{sample_info['seed']}`"] if sample_info.get("seed") is not None else []
         facts += [
             f"{k} `{settings[k]}`"
-            for k in ("height", "width", "num_frames", "num_condition_frames", "num_inference_steps", "tau_low",
-                      "tau_high", "kv_cache_clips")
+            for k in (
+                "height",
+                "width",
+                "num_frames",
+                "num_condition_frames",
+                "num_inference_steps",
+                "tau_low",
+                "tau_high",
+                "kv_cache_clips",
+            )
             if settings.get(k) is not None
         ]
         if facts:
@@ -605,6 +621,7 @@ def _check_pipeline_folder(pipeline: Path) -> dict[str, Any]:
         raise ValueError(
             f"`pipeline` {str(pipeline)!r} lacks the component folders {missing} named in model_index.json."
         )
+
     def read_config(name: str) -> dict[str, Any]:
         path = pipeline / name / "config.json"
         return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}

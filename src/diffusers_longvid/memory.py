@@ -26,6 +26,7 @@ from .attention.processor import disable_cross_clip_kv_cache, enable_cross_clip_
 from .selection.planner import ClipPlan, KVPlan, KVStoragePlanner
 from .selection.selectors import ClipSelector
 
+
 logger = logging.get_logger(__name__)  # pylint: disable=invalid-name
 
 __all__ = ["ClipMemory"]

@@ -14,6 +14,7 @@ import torch
 
 from .selection.selectors import offline_minilm_path
 
+
 TINY_TEXT_DIM = 32
 
 

@@ -9,6 +9,7 @@ from typing import Any
 
 from diffusers.utils import logging
 
+
 logger = logging.get_logger(__name__)
 
 #: The sampling settings of `longvid generate` and the app where the model folder's `preset.json` says nothing

@@ -33,6 +33,7 @@ import numpy as np
 import PIL.Image
 import torch
 
+
 __all__ = [
     "check_float",
     "check_int",
@@ -83,7 +84,9 @@ def check_float(
     try:
         number = float(value)
     except OverflowError:
-        raise ValueError(f"`{name}` must be a finite number, got an integer of {int(value).bit_length()} bits.") from None
+        raise ValueError(
+            f"`{name}` must be a finite number, got an integer of {int(value).bit_length()} bits."
+        ) from None
     if not math.isfinite(number):
         raise ValueError(f"`{name}` must be a finite number, got {number}.")
     if minimum is not None and (number < minimum or (exclusive_minimum and number == minimum)):
@@ -133,7 +136,9 @@ def _short_int(number: int) -> str:
 
 
 # -------------------------------------------------------------------------------------------------------------- media
-def validate_image(image: Any, name: str = "image") -> PIL.Image.Image | list[PIL.Image.Image] | np.ndarray | torch.Tensor:
+def validate_image(
+    image: Any, name: str = "image"
+) -> PIL.Image.Image | list[PIL.Image.Image] | np.ndarray | torch.Tensor:
     r"""
     Check an image (or a batch of images) and return it in canonical form.
 

@@ -21,6 +21,7 @@ import PIL.Image
 
 from .utils import require
 
+
 __all__ = ["StreamingVideoWriter", "concat_videos", "read_video", "to_uint8_frames", "write_video"]
 
 

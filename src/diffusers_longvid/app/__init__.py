@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from .._lazy import attach_lazy
 
+
 _LAZY_IMPORTS: dict[str, str] = {
     "AppContext": "ui",
     "AppInputError": "errors",

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+
 __all__ = ["kv_plan_chart", "kv_plan_markdown", "kv_plan_matrix"]
 
 _ATTENDED = (37, 99, 235)  # blue: clip n attended clip m

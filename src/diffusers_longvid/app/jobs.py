@@ -37,6 +37,7 @@ from .errors import AppInputError
 from .models import PipelineCache
 from .script import EditedScript, check_prompt_lengths
 
+
 logger = logging.get_logger(__name__)
 
 __all__ = ["GenerationJob", "JobProgress", "JobRegistry", "JobSettings"]

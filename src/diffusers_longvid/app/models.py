@@ -17,6 +17,7 @@ from diffusers.utils import logging
 
 from .errors import AppInputError
 
+
 logger = logging.get_logger(__name__)
 
 __all__ = ["LoadedModel", "PipelineCache", "model_defaults", "resolve_model"]

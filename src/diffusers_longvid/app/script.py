@@ -22,6 +22,7 @@ from typing import Any
 
 from .errors import AppInputError
 
+
 __all__ = [
     "COLUMNS",
     "EditedScript",

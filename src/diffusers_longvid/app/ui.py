@@ -6,7 +6,6 @@ values into their arguments and their results (or an [`AppInputError`]) into pag
 exception reach Gradio, so the page shows a one-line message, never a traceback.
 """
 
-
 import html
 import importlib.util
 import os
@@ -33,6 +32,7 @@ from .script import (
     save_script_file,
     script_from_rows,
 )
+
 
 logger = logging.get_logger(__name__)
 
@@ -96,8 +96,10 @@ def render_progress(progress: JobProgress) -> str:
             f'<progress max="1" value="{value:.3f}" style="width:60%"></progress> '
             f"<span>{html.escape(label)}</span></div>"
         )
-    head = f'<div id="lv-progress-summary" data-done="{done}" data-total="{progress.num_clips}" ' \
+    head = (
+        f'<div id="lv-progress-summary" data-done="{done}" data-total="{progress.num_clips}" '
         f'data-status="{progress.status}">{done} of {progress.num_clips} clips done</div>'
+    )
     if progress.phase == "compare" and progress.active:
         head += f"<div>No-KV comparison: step {progress.step} of {progress.num_steps}</div>"
     return head + "".join(rows)
@@ -201,8 +203,9 @@ def build_app(
         with gr.Row():
             with gr.Column(scale=3):
                 with gr.Row():
-                    model_box = gr.Textbox(value=model, label="Model: toy, a pipeline folder or a Hub id",
-                                           elem_id="model", scale=3)
+                    model_box = gr.Textbox(
+                        value=model, label="Model: toy, a pipeline folder or a Hub id", elem_id="model", scale=3
+                    )
                     defaults_btn = gr.Button("Use the model's defaults", elem_id="load-defaults", scale=1)
                 table = gr.Dataframe(
                     value=ctx.initial_rows(model),
@@ -225,10 +228,10 @@ def build_app(
                     up_btn = gr.Button("Move up", elem_id="move-up", size="sm")
                     down_btn = gr.Button("Move down", elem_id="move-down", size="sm")
                 with gr.Row():
-                    random_clips = gr.Number(value=4, precision=0, label="Clips", elem_id="random-clips",
-                                             min_width=80)
-                    random_seed = gr.Number(value=0, precision=0, label="Script seed", elem_id="random-seed",
-                                            min_width=80)
+                    random_clips = gr.Number(value=4, precision=0, label="Clips", elem_id="random-clips", min_width=80)
+                    random_seed = gr.Number(
+                        value=0, precision=0, label="Script seed", elem_id="random-seed", min_width=80
+                    )
                     random_btn = gr.Button("New random toy script", elem_id="random-script", size="sm")
                     prompts_btn = gr.Button("Write the toy prompts", elem_id="write-prompts", size="sm")
                 with gr.Row():
@@ -241,39 +244,71 @@ def build_app(
                     )
                     with gr.Column():
                         save_btn = gr.Button("Save the script", elem_id="save-script", size="sm")
-                        saved_script = gr.File(label="Script file", interactive=False, height=70,
-                                               elem_id="saved-script")
+                        saved_script = gr.File(
+                            label="Script file", interactive=False, height=70, elem_id="saved-script"
+                        )
                 with gr.Accordion("Settings (the model's defaults)", open=False):
                     with gr.Row():
                         height = gr.Number(value=defaults["height"], precision=0, label="Height", elem_id="height")
                         width = gr.Number(value=defaults["width"], precision=0, label="Width", elem_id="width")
-                        num_frames = gr.Number(value=defaults["num_frames"], precision=0,
-                                               label="Frames per clip (4k+1)", elem_id="num-frames")
-                        num_condition_frames = gr.Number(value=defaults["num_condition_frames"], precision=0,
-                                                         label="Condition frames (1+4j)",
-                                                         elem_id="num-condition-frames")
+                        num_frames = gr.Number(
+                            value=defaults["num_frames"],
+                            precision=0,
+                            label="Frames per clip (4k+1)",
+                            elem_id="num-frames",
+                        )
+                        num_condition_frames = gr.Number(
+                            value=defaults["num_condition_frames"],
+                            precision=0,
+                            label="Condition frames (1+4j)",
+                            elem_id="num-condition-frames",
+                        )
                     with gr.Row():
-                        steps = gr.Number(value=defaults["num_inference_steps"], precision=0, label="Steps",
-                                          elem_id="steps")
-                        guidance = gr.Number(value=defaults["guidance_scale"], label="Guidance scale",
-                                             elem_id="guidance")
+                        steps = gr.Number(
+                            value=defaults["num_inference_steps"], precision=0, label="Steps", elem_id="steps"
+                        )
+                        guidance = gr.Number(
+                            value=defaults["guidance_scale"], label="Guidance scale", elem_id="guidance"
+                        )
                         fps = gr.Number(value=defaults["fps"], label="FPS", elem_id="fps")
-                        max_length = gr.Number(value=defaults["max_sequence_length"], precision=0,
-                                               label="Max sequence length (tokens)", elem_id="max-sequence-length")
+                        max_length = gr.Number(
+                            value=defaults["max_sequence_length"],
+                            precision=0,
+                            label="Max sequence length (tokens)",
+                            elem_id="max-sequence-length",
+                        )
                     with gr.Row():
                         seed = gr.Number(value=0, precision=0, label="Seed (the noise)", elem_id="seed")
-                        kv_cache = gr.Checkbox(value=True, label="KV cache (memory of earlier clips)",
-                                               elem_id="kv-cache")
-                        kv_clips = gr.Number(value=defaults["kv_cache_clips"], precision=0, label="KV cache clips",
-                                             elem_id="kv-cache-clips")
+                        kv_cache = gr.Checkbox(
+                            value=True, label="KV cache (memory of earlier clips)", elem_id="kv-cache"
+                        )
+                        kv_clips = gr.Number(
+                            value=defaults["kv_cache_clips"],
+                            precision=0,
+                            label="KV cache clips",
+                            elem_id="kv-cache-clips",
+                        )
                     with gr.Row():
-                        tau_low = gr.Slider(0.0, 1.0, value=defaults["tau_low"], step=0.05,
-                                            label="T-RFlow window start", elem_id="tau-low")
-                        tau_high = gr.Slider(0.0, 1.0, value=defaults["tau_high"], step=0.05,
-                                             label="T-RFlow window end", elem_id="tau-high")
+                        tau_low = gr.Slider(
+                            0.0,
+                            1.0,
+                            value=defaults["tau_low"],
+                            step=0.05,
+                            label="T-RFlow window start",
+                            elem_id="tau-low",
+                        )
+                        tau_high = gr.Slider(
+                            0.0,
+                            1.0,
+                            value=defaults["tau_high"],
+                            step=0.05,
+                            label="T-RFlow window end",
+                            elem_id="tau-high",
+                        )
                     negative = gr.Textbox(value="", label="Negative prompt (all clips)", elem_id="negative-prompt")
-                job_folder = gr.Textbox(value="", label="Job folder (Resume continues the job saved here)",
-                                        elem_id="job-folder")
+                job_folder = gr.Textbox(
+                    value="", label="Job folder (Resume continues the job saved here)", elem_id="job-folder"
+                )
             with gr.Column(scale=2):
                 with gr.Row():
                     generate_btn = gr.Button("Generate", variant="primary", elem_id="generate")
@@ -281,19 +316,43 @@ def build_app(
                     resume_btn = gr.Button("Resume", elem_id="resume")
                 status = gr.Markdown(start_message, elem_id="status")
                 progress_html = gr.HTML("", elem_id="progress")
-                clips = gr.Gallery(label="Finished clips, one by one", columns=5, height=190, elem_id="clips",
-                                   allow_preview=True)
+                clips = gr.Gallery(
+                    label="Finished clips, one by one", columns=5, height=190, elem_id="clips", allow_preview=True
+                )
                 video = gr.Video(label="The video so far", elem_id="video", autoplay=False, loop=True, height=260)
                 with gr.Row():
-                    chart = gr.Image(label="Memory: which earlier clips each clip attended", type="filepath",
-                                     elem_id="kv-chart", interactive=False, height=260)
+                    chart = gr.Image(
+                        label="Memory: which earlier clips each clip attended",
+                        type="filepath",
+                        elem_id="kv-chart",
+                        interactive=False,
+                        height=260,
+                    )
                     plan = gr.Markdown(kv_plan_markdown([]), elem_id="kv-plan")
                 compare_btn = gr.Button("Side by side with no KV cache (same noise)", elem_id="compare")
                 comparison = gr.Video(label="Ground truth (toy) | KV cache | no KV", elem_id="comparison", height=220)
-                downloads = gr.File(label="Downloads: mp4, JSON sidecar, script", file_count="multiple",
-                                    interactive=False, elem_id="downloads")
-        settings_inputs = [height, width, num_frames, num_condition_frames, steps, guidance, fps, max_length, seed,
-                           kv_cache, kv_clips, tau_low, tau_high, negative]
+                downloads = gr.File(
+                    label="Downloads: mp4, JSON sidecar, script",
+                    file_count="multiple",
+                    interactive=False,
+                    elem_id="downloads",
+                )
+        settings_inputs = [
+            height,
+            width,
+            num_frames,
+            num_condition_frames,
+            steps,
+            guidance,
+            fps,
+            max_length,
+            seed,
+            kv_cache,
+            kv_clips,
+            tau_low,
+            tau_high,
+            negative,
+        ]
         stream_outputs = [status, progress_html, clips, video, chart, plan, downloads, comparison, job_folder]
 
         # ------------------------------------------------------------------ handlers
@@ -302,16 +361,38 @@ def build_app(
                 d = model_defaults(model_name)
             except AppInputError as error:
                 return [gr.skip()] * 11 + [_error(str(error))]
-            values = [d["height"], d["width"], d["num_frames"], d["num_condition_frames"], d["num_inference_steps"],
-                      d["guidance_scale"], d["fps"], d["max_sequence_length"], d["kv_cache_clips"], d["tau_low"],
-                      d["tau_high"]]
+            values = [
+                d["height"],
+                d["width"],
+                d["num_frames"],
+                d["num_condition_frames"],
+                d["num_inference_steps"],
+                d["guidance_scale"],
+                d["fps"],
+                d["max_sequence_length"],
+                d["kv_cache_clips"],
+                d["tau_low"],
+                d["tau_high"],
+            ]
             return values + [f"Settings filled in from the defaults of `{html.escape(model_name.strip())}`."]
 
         defaults_btn.click(
             show_defaults,
             [model_box],
-            [height, width, num_frames, num_condition_frames, steps, guidance, fps, max_length, kv_clips, tau_low,
-             tau_high, status],
+            [
+                height,
+                width,
+                num_frames,
+                num_condition_frames,
+                steps,
+                guidance,
+                fps,
+                max_length,
+                kv_clips,
+                tau_low,
+                tau_high,
+                status,
+            ],
         )
 
         def edit(operation):
@@ -331,11 +412,10 @@ def build_app(
         up_btn.click(edit(lambda rows, n: move_row(rows, n, -1)), [table, row_index], [table, status])
         down_btn.click(edit(lambda rows, n: move_row(rows, n, 1)), [table, row_index], [table, status])
         prompts_btn.click(edit(rewrite_toy_prompts), [table], [table, status])
-        random_btn.click(edit(lambda rows, n, s: random_toy_rows(n, s)), [table, random_clips, random_seed],
-                         [table, status])
-        script_upload.upload(
-            edit(lambda rows, path: load_script_file(path)), [table, script_upload], [table, status]
+        random_btn.click(
+            edit(lambda rows, n, s: random_toy_rows(n, s)), [table, random_clips, random_seed], [table, status]
         )
+        script_upload.upload(edit(lambda rows, path: load_script_file(path)), [table, script_upload], [table, status])
 
         def save(rows, request: gr.Request):
             try:
@@ -391,9 +471,25 @@ def build_app(
         def skip_outputs(message: str) -> tuple:
             return (_error(message),) + (gr.skip(),) * (len(stream_outputs) - 1)
 
-        def generate(model_name, rows, height, width, num_frames, num_condition_frames, num_inference_steps,
-                     guidance_scale, fps, max_sequence_length, seed, kv_cache, kv_cache_clips, tau_low, tau_high,
-                     negative_prompt, request: gr.Request):
+        def generate(
+            model_name,
+            rows,
+            height,
+            width,
+            num_frames,
+            num_condition_frames,
+            num_inference_steps,
+            guidance_scale,
+            fps,
+            max_sequence_length,
+            seed,
+            kv_cache,
+            kv_cache_clips,
+            tau_low,
+            tau_high,
+            negative_prompt,
+            request: gr.Request,
+        ):
             values = locals()
             try:
                 script = script_from_rows(rows, max_clips=ctx.max_clips)

@@ -7,7 +7,6 @@ here, lazily (it imports this package, so an eager import would be circular).
 from typing import TYPE_CHECKING
 
 from .._lazy import attach_lazy
-
 from .kv_cache import CFGBranch, CrossClipKVCache, CrossClipKVCacheConfig, KVPair, RecordMode, default_cached_blocks
 from .lora import add_kv_lora, kv_lora_config, kv_lora_target_modules
 from .processor import (
@@ -17,6 +16,7 @@ from .processor import (
     get_cross_clip_kv_cache,
 )
 from .rope import OffsetWanRotaryPosEmbed, disable_rope_offset, enable_rope_offset, rope_frame_offset
+
 
 __all__ = [
     "CFGBranch",

@@ -15,6 +15,7 @@ from typing import Protocol
 
 import torch
 
+
 __all__ = ["cross_clip_attention", "register_processor"]
 
 

@@ -20,6 +20,7 @@ from diffusers.utils import logging
 
 from ..validation import is_int
 
+
 logger = logging.get_logger(__name__)  # pylint: disable=invalid-name
 
 __all__ = ["CFGBranch", "CrossClipKVCache", "CrossClipKVCacheConfig", "KVPair", "RecordMode", "default_cached_blocks"]

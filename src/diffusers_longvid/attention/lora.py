@@ -25,6 +25,7 @@ from torch import nn
 from ..utils import require
 from .kv_cache import CrossClipKVCacheConfig
 
+
 __all__ = ["add_kv_lora", "kv_lora_config", "kv_lora_target_modules"]
 
 

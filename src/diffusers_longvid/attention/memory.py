@@ -5,4 +5,5 @@ This module keeps the old import path, `from diffusers_longvid.attention.memory 
 
 from ..memory import ClipMemory
 
+
 __all__ = ["ClipMemory"]

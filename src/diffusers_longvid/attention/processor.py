@@ -20,6 +20,7 @@ from .compile_op import cross_clip_attention, register_processor
 from .kv_cache import CrossClipKVCache, CrossClipKVCacheConfig
 from .rope import disable_rope_offset
 
+
 logger = logging.get_logger(__name__)  # pylint: disable=invalid-name
 
 __all__ = [
@@ -110,7 +111,12 @@ class CrossClipKVAttnProcessor:
             hidden_states = cross_clip_attention(query, key, value, self._handle)
         else:
             hidden_states = self._attend(
-                query, key, value, attention_mask, unrotated_key=unrotated_key, rotary_emb=rotary_emb if pools else None
+                query,
+                key,
+                value,
+                attention_mask,
+                unrotated_key=unrotated_key,
+                rotary_emb=rotary_emb if pools else None,
             )
         hidden_states = hidden_states.flatten(2, 3)
         hidden_states = hidden_states.type_as(query)

@@ -18,6 +18,7 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
+
 __all__ = ["OffsetWanRotaryPosEmbed", "disable_rope_offset", "enable_rope_offset", "rope_frame_offset"]
 
 
@@ -57,7 +58,7 @@ class OffsetWanRotaryPosEmbed(nn.Module):
         self.frame_offset: int = 0
 
     @classmethod
-    def from_stock(cls, rope: nn.Module) -> "OffsetWanRotaryPosEmbed":
+    def from_stock(cls, rope: nn.Module) -> OffsetWanRotaryPosEmbed:
         """Build from a diffusers `WanRotaryPosEmbed` (same head dim, patch size and table size)."""
         return cls(rope.attention_head_dim, rope.patch_size, rope.max_seq_len)
 

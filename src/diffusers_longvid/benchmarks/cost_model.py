@@ -41,6 +41,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
+
 __all__ = [
     "COMPRESSED_HISTORY_OPTIONS",
     "ClipCost",
@@ -110,8 +111,18 @@ class WanShape:
     cross_attn_norm: bool = True
 
     def __post_init__(self) -> None:
-        for field in ("dim", "heads", "head_dim", "ffn_dim", "num_layers", "text_dim", "text_len", "in_channels",
-                      "out_channels", "freq_dim"):
+        for field in (
+            "dim",
+            "heads",
+            "head_dim",
+            "ffn_dim",
+            "num_layers",
+            "text_dim",
+            "text_len",
+            "in_channels",
+            "out_channels",
+            "freq_dim",
+        ):
             _check_positive_int(field, getattr(self, field))
         if self.dim != self.heads * self.head_dim:
             raise ValueError(
@@ -683,8 +694,17 @@ def cost_table(
         uses_cache = k > 0
         step = flops_per_step(shape, video, k, cached_blocks, history_tokens_per_clip, cfg)
         clip = lower_bound_time_per_clip(
-            shape, video, steps, cfg, k, peak_tflops, bandwidth_tbps, dtype_bytes, cached_blocks,
-            history_tokens_per_clip, recording_forward=uses_cache,
+            shape,
+            video,
+            steps,
+            cfg,
+            k,
+            peak_tflops,
+            bandwidth_tbps,
+            dtype_bytes,
+            cached_blocks,
+            history_tokens_per_clip,
+            recording_forward=uses_cache,
         )
         plain = lower_bound_time_per_clip(
             shape, video, steps, cfg, 0, peak_tflops, bandwidth_tbps, dtype_bytes, recording_forward=False

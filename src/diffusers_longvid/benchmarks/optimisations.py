@@ -29,6 +29,7 @@ from diffusers.utils import logging
 
 from .runner import BENCH_TINY_TRANSFORMER, BenchSettings, build_pipeline
 
+
 logger = logging.get_logger(__name__)  # pylint: disable=invalid-name
 
 __all__ = [
@@ -71,9 +72,7 @@ def alternate_timings(
     return {
         "median_seconds": {n: statistics.median(t) for n, t in times.items()},
         "min_seconds": {n: min(t) for n, t in times.items()},
-        "ratio_to_first": {
-            n: statistics.median(b / a for a, b in zip(times[first], times[n])) for n in names
-        },
+        "ratio_to_first": {n: statistics.median(b / a for a, b in zip(times[first], times[n])) for n in names},
         "repeats": repeats,
     }
 
@@ -109,8 +108,13 @@ class KVPathHarness:
         config = transformer.config
         generator = torch.Generator().manual_seed(seed)
         frames = (settings.num_frames - 1) // vae_scale_factor_temporal + 1
-        shape = (1, config.in_channels, frames, settings.height // vae_scale_factor_spatial,
-                 settings.width // vae_scale_factor_spatial)
+        shape = (
+            1,
+            config.in_channels,
+            frames,
+            settings.height // vae_scale_factor_spatial,
+            settings.width // vae_scale_factor_spatial,
+        )
         dtype, device = transformer.dtype, transformer.device
         self.latents = torch.randn(shape, generator=generator).to(device, dtype)
         self.embeds = {
@@ -377,8 +381,11 @@ def _study_batched_cfg(transformer: Any, settings: BenchSettings, factors: tuple
                     harness._forward(clean, harness.embeds[branch], harness.offset)
             cache.commit(1000)
             with cache.batched_branches(("cond", "uncond")), cache.recording():
-                harness._forward(torch.cat([clean, clean]),
-                                 torch.cat([harness.embeds["cond"], harness.embeds["uncond"]]), harness.offset)
+                harness._forward(
+                    torch.cat([clean, clean]),
+                    torch.cat([harness.embeds["cond"], harness.embeds["uncond"]]),
+                    harness.offset,
+                )
             cache.commit(1001)
         record_diff = max(
             _max_abs_diff(cache.get(1000, block, b).key, cache.get(1001, block, b).key) for b in ("cond", "uncond")
@@ -465,7 +472,9 @@ def _study_compile(transformer: Any, settings: BenchSettings, factors: tuple[int
             "max_abs_diff_vs_eager": _max_abs_diff(out, run(eager)),
         }
         timings = alternate_timings(
-            {"eager": lambda: run(eager), "compiled": lambda: run(compiled)}, repeats, clock=_clock(settings)
+            {"eager": lambda eager=eager: run(eager), "compiled": lambda compiled=compiled: run(compiled)},
+            repeats,
+            clock=_clock(settings),
         )
         entry["eager_seconds_per_forward"] = timings["median_seconds"]["eager"]
         entry["compiled_seconds_per_forward"] = timings["median_seconds"]["compiled"]
@@ -588,40 +597,48 @@ def optimisations_markdown(study: dict[str, Any]) -> str:
     rows = []
     if "history_buffer" in study:
         h, pb, pt = study["history_buffer"], big.get("prealloc", {}), tiny.get("prealloc", {})
-        rows.append([
-            "history K/V gathered once per clip into a preallocated buffer; each forward writes only the current "
-            "K/V into its tail (instead of `torch.cat` per block and step)",
-            f"cat {pb.get('cat_bytes', 0) / 1e9:.1f} GB per forward ({_ms(pb.get('cat_seconds'))}) vs "
-            f"{pb.get('prealloc_bytes', 0) / 1e9:.1f} GB ({_ms(pb.get('prealloc_seconds'))}): "
-            f"{_pct(pb.get('saved_share_of_forward'))} of the compute bound",
-            f"{_pct(pt.get('saved_share_of_forward'))} of a forward (10 GB/s assumed)",
-            f"cat: {_ms(h['seconds_per_forward_kv']['cat'])} per forward "
-            f"({_pct(h['cat_share_of_forward'])} of {_ms(h['forward_seconds'])})",
-            f"{_ms(h['seconds_per_forward_kv']['prealloc'])}; one buffer storage per block and branch over "
-            f"{h['steps']} steps: {'yes' if h['gathered_once_per_clip'] else '**no**'}",
-            "kept (already in place; verified)",
-        ])
-        rows.append([
-            "K/V stored and gathered in the model's dtype",
-            "bf16: half the bytes of fp32 (the tables above assume it)",
-            "–",
-            "–",
-            "bf16 model: stored K/V " + h["dtypes_bfloat16_model"]["stored_key"].replace("torch.", "")
-            + ", buffer " + h["dtypes_bfloat16_model"]["buffer_key"].replace("torch.", ""),
-            "kept (verified)",
-        ])
+        rows.append(
+            [
+                "history K/V gathered once per clip into a preallocated buffer; each forward writes only the current "
+                "K/V into its tail (instead of `torch.cat` per block and step)",
+                f"cat {pb.get('cat_bytes', 0) / 1e9:.1f} GB per forward ({_ms(pb.get('cat_seconds'))}) vs "
+                f"{pb.get('prealloc_bytes', 0) / 1e9:.1f} GB ({_ms(pb.get('prealloc_seconds'))}): "
+                f"{_pct(pb.get('saved_share_of_forward'))} of the compute bound",
+                f"{_pct(pt.get('saved_share_of_forward'))} of a forward (10 GB/s assumed)",
+                f"cat: {_ms(h['seconds_per_forward_kv']['cat'])} per forward "
+                f"({_pct(h['cat_share_of_forward'])} of {_ms(h['forward_seconds'])})",
+                f"{_ms(h['seconds_per_forward_kv']['prealloc'])}; one buffer storage per block and branch over "
+                f"{h['steps']} steps: {'yes' if h['gathered_once_per_clip'] else '**no**'}",
+                "kept (already in place; verified)",
+            ]
+        )
+        rows.append(
+            [
+                "K/V stored and gathered in the model's dtype",
+                "bf16: half the bytes of fp32 (the tables above assume it)",
+                "–",
+                "–",
+                "bf16 model: stored K/V "
+                + h["dtypes_bfloat16_model"]["stored_key"].replace("torch.", "")
+                + ", buffer "
+                + h["dtypes_bfloat16_model"]["buffer_key"].replace("torch.", ""),
+                "kept (verified)",
+            ]
+        )
     if "fused_qkv" in study:
         f, pf = study["fused_qkv"], big.get("fused_qkv", {})
-        rows.append([
-            "`transformer.fuse_qkv_projections()` with the processor installed",
-            f"same FLOPs; {pf.get('activation_bytes_saved', 0) / 1e9:.1f} GB fewer activation reads per forward "
-            f"({_pct(pf.get('saved_share_of_forward'))})",
-            f"same FLOPs; {_pct(tiny.get('fused_qkv', {}).get('saved_share_of_forward'))}",
-            f"unfused {_ms(f['median_seconds_per_forward']['unfused'])} per forward",
-            f"fused {_ms(f['median_seconds_per_forward']['fused'])} ({f['fused_over_unfused']:.3f}x), "
-            f"max abs diff {f['max_abs_diff']:.1g}, {f['fused_attention_modules']} attentions fused",
-            "honoured (a user option; no gain measurable here)",
-        ])
+        rows.append(
+            [
+                "`transformer.fuse_qkv_projections()` with the processor installed",
+                f"same FLOPs; {pf.get('activation_bytes_saved', 0) / 1e9:.1f} GB fewer activation reads per forward "
+                f"({_pct(pf.get('saved_share_of_forward'))})",
+                f"same FLOPs; {_pct(tiny.get('fused_qkv', {}).get('saved_share_of_forward'))}",
+                f"unfused {_ms(f['median_seconds_per_forward']['unfused'])} per forward",
+                f"fused {_ms(f['median_seconds_per_forward']['fused'])} ({f['fused_over_unfused']:.3f}x), "
+                f"max abs diff {f['max_abs_diff']:.1g}, {f['fused_attention_modules']} attentions fused",
+                "honoured (a user option; no gain measurable here)",
+            ]
+        )
     if "compile" in study:
         c = study["compile"]
         before = c.get(f"ours_k{k}_graph_break", {})
@@ -631,36 +648,48 @@ def optimisations_markdown(study: dict[str, Any]) -> str:
         diff = max(v.get("max_abs_diff_vs_eager", 0) for v in c.values() if isinstance(v, dict) and "fullgraph" in v)
         big_breaks = big.get("compile_graph_break", {}).get("breaks_per_forward")
         tiny_breaks = tiny.get("compile_graph_break", {}).get("breaks_per_forward")
-        rows.append([
-            "`compile_repeated_blocks` (inductor) with the processor: the cache reached through the custom op "
-            "`diffusers_longvid::cross_clip_attention` instead of a graph break at the cache call",
-            f"host overhead, not in the FLOP/byte model: {big_breaks} breaks per forward against ~1 s of compute: "
-            "negligible",
-            f"{tiny_breaks} breaks per forward of ~20 ms: visible",
-            f"graph break: {before.get('graph_breaks')} breaks while compiling, {before.get('unique_graphs')} graphs, "
-            f"+{before.get('graphs_added_by_a_new_clip')} at a new clip, compiled / eager "
-            f"{before.get('compiled_over_eager', 0):.3f}, `fullgraph=True` impossible",
-            f"custom op: {after.get('graph_breaks')} breaks, {after.get('unique_graphs')} graphs, "
-            f"+{after.get('graphs_added_by_a_new_clip')} at a new clip, compiled / eager "
-            f"{after.get('compiled_over_eager', 0):.3f} (stock: {stock.get('compiled_over_eager', 0):.3f}); "
-            f"`fullgraph=True` compiles ({full.get('compiled_over_eager', 0):.3f}); all equal eager to {diff:.1g}",
-            "kept",
-        ])
+        rows.append(
+            [
+                "`compile_repeated_blocks` (inductor) with the processor: the cache reached through the custom op "
+                "`diffusers_longvid::cross_clip_attention` instead of a graph break at the cache call",
+                f"host overhead, not in the FLOP/byte model: {big_breaks} breaks per forward against ~1 s of compute: "
+                "negligible",
+                f"{tiny_breaks} breaks per forward of ~20 ms: visible",
+                f"graph break: {before.get('graph_breaks')} breaks while compiling, {before.get('unique_graphs')} graphs, "
+                f"+{before.get('graphs_added_by_a_new_clip')} at a new clip, compiled / eager "
+                f"{before.get('compiled_over_eager', 0):.3f}, `fullgraph=True` impossible",
+                f"custom op: {after.get('graph_breaks')} breaks, {after.get('unique_graphs')} graphs, "
+                f"+{after.get('graphs_added_by_a_new_clip')} at a new clip, compiled / eager "
+                f"{after.get('compiled_over_eager', 0):.3f} (stock: {stock.get('compiled_over_eager', 0):.3f}); "
+                f"`fullgraph=True` compiles ({full.get('compiled_over_eager', 0):.3f}); all equal eager to {diff:.1g}",
+                "kept",
+            ]
+        )
     if "batched_cfg" in study:
         b = study["batched_cfg"]
         predicted = tiny.get("batched_cfg", {}).get("predicted_step_ratio")
-        rows.append([
-            "CFG branches batched: cond and uncond in one forward of batch 2 (`CrossClipKVCache.batched_branches`), "
-            "each branch attending its own history",
-            "same FLOPs: ~1.00x per step (compute-bound), activations x2",
-            f"{predicted:.3f}x per step (one fixed per-forward cost saved per step)" if predicted else "same FLOPs",
-            f"two forwards: {_ms(b['median_seconds_per_step']['separate'])} per step",
-            f"one forward: {_ms(b['median_seconds_per_step']['batched'])} ({b['batched_over_separate']:.3f}x); "
-            f"outputs equal to {b['max_abs_diff_outputs']:.1g}, recorded K/V to {b['max_abs_diff_recorded_keys']:.1g}",
-            "kept in the cache (opt-in); the pipeline does not use it yet",
-        ])
-    header = ["change", "prediction, Wan2.1-1.3B 480p on H200", "prediction, this tiny model and CPU",
-              "measured before", "measured after", "verdict"]
+        rows.append(
+            [
+                "CFG branches batched: cond and uncond in one forward of batch 2 (`CrossClipKVCache.batched_branches`), "
+                "each branch attending its own history",
+                "same FLOPs: ~1.00x per step (compute-bound), activations x2",
+                f"{predicted:.3f}x per step (one fixed per-forward cost saved per step)"
+                if predicted
+                else "same FLOPs",
+                f"two forwards: {_ms(b['median_seconds_per_step']['separate'])} per step",
+                f"one forward: {_ms(b['median_seconds_per_step']['batched'])} ({b['batched_over_separate']:.3f}x); "
+                f"outputs equal to {b['max_abs_diff_outputs']:.1g}, recorded K/V to {b['max_abs_diff_recorded_keys']:.1g}",
+                "kept in the cache (opt-in); the pipeline does not use it yet",
+            ]
+        )
+    header = [
+        "change",
+        "prediction, Wan2.1-1.3B 480p on H200",
+        "prediction, this tiny model and CPU",
+        "measured before",
+        "measured after",
+        "verdict",
+    ]
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join([":---"] * len(header)) + "|"]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     return "\n".join(lines) + "\n"

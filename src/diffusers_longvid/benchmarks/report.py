@@ -21,11 +21,11 @@ from .cost_model import (
 )
 from .runner import BenchSettings
 
+
 __all__ = [
     "BENCH_FILES",
     "CONSTANT_COST_TOLERANCE",
     "analyse",
-    "main",
     "markdown_report",
     "summary_markdown",
     "write_report",
@@ -158,7 +158,7 @@ def _long_summary(settings: BenchSettings, run: dict[str, Any]) -> dict[str, Any
         {
             "first_window": [first[0], first[-1]] if first else None,
             "last_window": [last[0], last[-1]] if last else None,
-            "model_calls_per_clip": sorted(set(calls[i] for i in steady)) if steady else sorted(set(calls)),
+            "model_calls_per_clip": sorted({calls[i] for i in steady}) if steady else sorted(set(calls)),
             "model_calls_total": sum(calls),
             "frames": frames,
             **{f"{key}_per_frame": sum(c[key] for c in clips) / frames for key in _TIME_KEYS},
@@ -222,8 +222,9 @@ def analyse(result: dict[str, Any]) -> dict[str, Any]:
             summaries[name] = _long_summary(settings, run)
             flops[name] = [_clip_flops(settings, run["info"], run["spec"], c) for c in run["clips"]]
             steady = _steady_indices(settings, len(run["clips"]))
-            points += [(run["clips"][i]["model_calls"], flops[name][i], run["clips"][i][transformer_key])
-                       for i in steady]
+            points += [
+                (run["clips"][i]["model_calls"], flops[name][i], run["clips"][i][transformer_key]) for i in steady
+            ]
         elif run.get("result"):
             res = run["result"]
             summaries[name] = {
@@ -265,8 +266,9 @@ def analyse(result: dict[str, Any]) -> dict[str, Any]:
             calls = sum(runs[name]["clips"][i]["model_calls"] for i in steady)
             plain_calls = sum(runs["no_cache"]["clips"][i]["model_calls"] for i in steady)
             a, b = fit["seconds_per_call"], fit["seconds_per_flop"]
-            summary["predicted_affine_ratio_over_no_cache"] = _ratio(a * calls + b * ours_flops,
-                                                                     a * plain_calls + b * plain_flops)
+            summary["predicted_affine_ratio_over_no_cache"] = _ratio(
+                a * calls + b * ours_flops, a * plain_calls + b * plain_flops
+            )
 
     analysis: dict[str, Any] = {"clock": clock, "runs": summaries, "affine_fit": fit, "checks": {}}
     checks = analysis["checks"]
@@ -319,9 +321,7 @@ def analyse(result: dict[str, Any]) -> dict[str, Any]:
             "wall_normalised_value": full.get("seconds_ratio_to_no_cache_last_over_first"),
             "slope_seconds_per_clip": full[clip_key]["slope_per_clip"],
             "target": f"> {tolerance} (outside the constant-cost band) with a positive slope",
-            "passed": None
-            if ratio is None
-            else ratio > tolerance and (full[clip_key]["slope_per_clip"] or 0) > 0,
+            "passed": None if ratio is None else ratio > tolerance and (full[clip_key]["slope_per_clip"] or 0) > 0,
         }
     compressed = summaries.get("ours_compressed")
     if compressed is not None:
@@ -434,7 +434,7 @@ def markdown_report(result: dict[str, Any], command: str | None = None, summary:
         f"Steady state: clips {settings.resolved_warmup_clips} to {settings.num_clips - 2} (after the cache fills; "
         "the final clip is never recorded and is left out). Times are per clip and include everything the "
         "pipeline does for it (text encoding, VAE encode of the condition, denoising, recording, VAE decode); "
-        f"\"transformer\" is the transformer forwards alone. The checks use **{clock} time**"
+        f'"transformer" is the transformer forwards alone. The checks use **{clock} time**'
         + (
             " (this process's CPU seconds, `time.process_time`, one torch thread per run): on a shared CPU the "
             "wall clock follows the machine's load, the CPU time hardly does."
@@ -448,49 +448,111 @@ def markdown_report(result: dict[str, Any], command: str | None = None, summary:
     rows = []
     if "ours_constant_time" in checks:
         c = checks["ours_constant_time"]
-        rows.append([f"ours: {clock} time per clip, last 5 / first 5 steady clips", c["value"], c["target"],
-                     c["passed"]])
-        rows.append([f"ours: the same, transformer {clock} time only", c["transformer_value"], c["target"],
-                     c["transformer_value"] is not None and c["transformer_value"] <= tolerance])
+        rows.append(
+            [f"ours: {clock} time per clip, last 5 / first 5 steady clips", c["value"], c["target"], c["passed"]]
+        )
+        rows.append(
+            [
+                f"ours: the same, transformer {clock} time only",
+                c["transformer_value"],
+                c["target"],
+                c["transformer_value"] is not None and c["transformer_value"] <= tolerance,
+            ]
+        )
         normalised = [(clock, c["normalised_value"])]
         if clock != "wall":
             normalised.append(("wall", c["wall_normalised_value"]))
         for label, value in normalised:
-            rows.append([
-                f"ours: {label} time per clip ÷ plain chaining's at the same clip (lockstep), last 5 / first 5",
-                value,
-                c["target"],
-                value is not None and value <= tolerance,
-            ])
-        rows.append([f"ours: fitted line over all steady clips, last / first ({clock}; ÷ plain chaining)",
-                     f"{_fmt(c['trend_value'])} ({_fmt(c['normalised_trend_value'])})", "–", "–"])
-        rows.append([f"noise floor: plain chaining's own {clock} time per clip, last 5 / first 5 (1 by construction)",
-                     c["noise_floor_no_cache"], "–", "–"])
-        rows.append(["ours: wall time per clip, last 5 / first 5 (context: follows the machine's load)",
-                     c["wall_value"], "–", "–"])
+            rows.append(
+                [
+                    f"ours: {label} time per clip ÷ plain chaining's at the same clip (lockstep), last 5 / first 5",
+                    value,
+                    c["target"],
+                    value is not None and value <= tolerance,
+                ]
+            )
+        rows.append(
+            [
+                f"ours: fitted line over all steady clips, last / first ({clock}; ÷ plain chaining)",
+                f"{_fmt(c['trend_value'])} ({_fmt(c['normalised_trend_value'])})",
+                "–",
+                "–",
+            ]
+        )
+        rows.append(
+            [
+                f"noise floor: plain chaining's own {clock} time per clip, last 5 / first 5 (1 by construction)",
+                c["noise_floor_no_cache"],
+                "–",
+                "–",
+            ]
+        )
+        rows.append(
+            [
+                "ours: wall time per clip, last 5 / first 5 (context: follows the machine's load)",
+                c["wall_value"],
+                "–",
+                "–",
+            ]
+        )
     if "ours_kv_flat" in checks:
         c = checks["ours_kv_flat"]
-        rows.append([f"ours: K/V bytes held from clip {c['fill_clip']} on (MiB, min-max)",
-                     f"{_mib(c['value'][0])}-{_mib(c['value'][1])}", c["target"], c["passed"]])
+        rows.append(
+            [
+                f"ours: K/V bytes held from clip {c['fill_clip']} on (MiB, min-max)",
+                f"{_mib(c['value'][0])}-{_mib(c['value'][1])}",
+                c["target"],
+                c["passed"],
+            ]
+        )
     if "full_history_grows" in checks:
         c = checks["full_history_grows"]
-        rows.append([f"full history: {clock} time per clip, last 5 / first 5 steady clips", c["value"], c["target"],
-                     c["passed"]])
-        rows.append([f"full history: {clock} time ÷ plain chaining's at the same clip, last 5 / first 5",
-                     c["normalised_value"], c["target"],
-                     c["normalised_value"] is not None and c["normalised_value"] > tolerance])
-        rows.append([f"full history: fitted line over all steady clips, last / first ({clock}; ÷ plain chaining)",
-                     f"{_fmt(c['trend_value'])} ({_fmt(c['normalised_trend_value'])})", "–", "–"])
+        rows.append(
+            [
+                f"full history: {clock} time per clip, last 5 / first 5 steady clips",
+                c["value"],
+                c["target"],
+                c["passed"],
+            ]
+        )
+        rows.append(
+            [
+                f"full history: {clock} time ÷ plain chaining's at the same clip, last 5 / first 5",
+                c["normalised_value"],
+                c["target"],
+                c["normalised_value"] is not None and c["normalised_value"] > tolerance,
+            ]
+        )
+        rows.append(
+            [
+                f"full history: fitted line over all steady clips, last / first ({clock}; ÷ plain chaining)",
+                f"{_fmt(c['trend_value'])} ({_fmt(c['normalised_trend_value'])})",
+                "–",
+                "–",
+            ]
+        )
     if "compressed_constant_time" in checks:
         c = checks["compressed_constant_time"]
-        rows.append([f"compressed: {clock} time per clip, last 5 / first 5 steady clips", c["value"], c["target"],
-                     c["passed"]])
-        rows.append([f"compressed: {clock} time ÷ plain chaining's at the same clip, last 5 / first 5",
-                     c["normalised_value"], c["target"],
-                     c["normalised_value"] is not None and c["normalised_value"] <= tolerance])
+        rows.append(
+            [f"compressed: {clock} time per clip, last 5 / first 5 steady clips", c["value"], c["target"], c["passed"]]
+        )
+        rows.append(
+            [
+                f"compressed: {clock} time ÷ plain chaining's at the same clip, last 5 / first 5",
+                c["normalised_value"],
+                c["target"],
+                c["normalised_value"] is not None and c["normalised_value"] <= tolerance,
+            ]
+        )
         k = checks["compressed_kv_flat"]
-        rows.append([f"compressed: K/V bytes held from clip {k['fill_clip']} on (MiB, min-max)",
-                     f"{_mib(k['value'][0])}-{_mib(k['value'][1])}", k["target"], k["passed"]])
+        rows.append(
+            [
+                f"compressed: K/V bytes held from clip {k['fill_clip']} on (MiB, min-max)",
+                f"{_mib(k['value'][0])}-{_mib(k['value'][1])}",
+                k["target"],
+                k["passed"],
+            ]
+        )
     out += _table(["check", "value", "target", "passed"], rows) + [""]
     if "prediction_agreement" in checks:
         c = checks["prediction_agreement"]
@@ -499,10 +561,25 @@ def markdown_report(result: dict[str, Any], command: str | None = None, summary:
             f"the same shapes and forwards (target {c['target']}):",
             "",
             *_table(
-                ["run", "measured, transformer", "predicted (FLOPs)", "measured / predicted - 1", "measured, per clip",
-                 "agrees"],
-                [[f"`{name}`", r["measured_transformer"], r["predicted_flop_ratio"], f"{r['relative_gap']:+.3f}",
-                  r["measured_clip"], r["passed"]] for name, r in c["runs"].items()],
+                [
+                    "run",
+                    "measured, transformer",
+                    "predicted (FLOPs)",
+                    "measured / predicted - 1",
+                    "measured, per clip",
+                    "agrees",
+                ],
+                [
+                    [
+                        f"`{name}`",
+                        r["measured_transformer"],
+                        r["predicted_flop_ratio"],
+                        f"{r['relative_gap']:+.3f}",
+                        r["measured_clip"],
+                        r["passed"],
+                    ]
+                    for name, r in c["runs"].items()
+                ],
             ),
             "",
         ]
@@ -541,39 +618,54 @@ def markdown_report(result: dict[str, Any], command: str | None = None, summary:
         per_frame = s[f"{clip_key}_per_frame"]
         per_frame_ratio = s.get(f"{clip_key}_per_frame_over_no_cache")
         if "steady_clips" in s:
-            rows.append([
-                f"`{name}`: {label}",
-                ", ".join(str(c) for c in s["model_calls_per_clip"]),
-                s[clip_key]["steady_mean"],
-                s["seconds"]["steady_mean"],
-                s[transformer_key]["steady_mean"],
-                per_frame,
-                s.get(f"{clip_key}_over_no_cache"),
-                s.get(f"{transformer_key}_over_no_cache"),
-                s.get("predicted_flop_ratio_over_no_cache"),
-                s[clip_key]["last_over_first"],
-                _mib(s["kv_bytes_after_fill_max"]),
-                _mib(s["peak_rss"]),
-            ])
+            rows.append(
+                [
+                    f"`{name}`: {label}",
+                    ", ".join(str(c) for c in s["model_calls_per_clip"]),
+                    s[clip_key]["steady_mean"],
+                    s["seconds"]["steady_mean"],
+                    s[transformer_key]["steady_mean"],
+                    per_frame,
+                    s.get(f"{clip_key}_over_no_cache"),
+                    s.get(f"{transformer_key}_over_no_cache"),
+                    s.get("predicted_flop_ratio_over_no_cache"),
+                    s[clip_key]["last_over_first"],
+                    _mib(s["kv_bytes_after_fill_max"]),
+                    _mib(s["peak_rss"]),
+                ]
+            )
         else:
-            rows.append([
-                f"`{name}`: {label}",
-                f"{s['model_calls_per_frame']:.2f} / frame",
-                "–",
-                "–",
-                "–",
-                per_frame,
-                per_frame_ratio,
-                s.get(f"{transformer_key}_per_frame_over_no_cache"),
-                "–",
-                "–",
-                "–",
-                _mib(s["peak_rss"]),
-            ])
+            rows.append(
+                [
+                    f"`{name}`: {label}",
+                    f"{s['model_calls_per_frame']:.2f} / frame",
+                    "–",
+                    "–",
+                    "–",
+                    per_frame,
+                    per_frame_ratio,
+                    s.get(f"{transformer_key}_per_frame_over_no_cache"),
+                    "–",
+                    "–",
+                    "–",
+                    _mib(s["peak_rss"]),
+                ]
+            )
     out += _table(
-        ["run", "model calls / clip", f"{clock} s / clip", "wall s / clip", f"transformer {clock} s / clip",
-         f"{clock} s / frame", "x no cache", "x no cache (transformer)", "x no cache (FLOPs)", "last 5 / first 5",
-         "K/V held MiB", "peak RSS MiB"],
+        [
+            "run",
+            "model calls / clip",
+            f"{clock} s / clip",
+            "wall s / clip",
+            f"transformer {clock} s / clip",
+            f"{clock} s / frame",
+            "x no cache",
+            "x no cache (transformer)",
+            "x no cache (FLOPs)",
+            "last 5 / first 5",
+            "K/V held MiB",
+            "peak RSS MiB",
+        ],
         rows,
     )
     out += [
@@ -588,15 +680,28 @@ def markdown_report(result: dict[str, Any], command: str | None = None, summary:
         out += [
             *heading("T-RFlow vs Euler (same `num_inference_steps`)"),
             *_table(
-                ["scheduler", "evaluated steps", "model calls / clip", f"transformer {clock} s / clip",
-                 f"{clock} s / clip"],
                 [
-                    ["Euler (`ours`)", runs["ours"]["info"]["evaluated_steps"],
-                     ", ".join(map(str, e["model_calls_per_clip"])), e[transformer_key]["steady_mean"],
-                     e[clip_key]["steady_mean"]],
-                    [f"T-RFlow [{settings.tau_low}, {settings.tau_high}] (`ours_trflow`)",
-                     runs["ours_trflow"]["info"]["evaluated_steps"], ", ".join(map(str, t["model_calls_per_clip"])),
-                     t[transformer_key]["steady_mean"], t[clip_key]["steady_mean"]],
+                    "scheduler",
+                    "evaluated steps",
+                    "model calls / clip",
+                    f"transformer {clock} s / clip",
+                    f"{clock} s / clip",
+                ],
+                [
+                    [
+                        "Euler (`ours`)",
+                        runs["ours"]["info"]["evaluated_steps"],
+                        ", ".join(map(str, e["model_calls_per_clip"])),
+                        e[transformer_key]["steady_mean"],
+                        e[clip_key]["steady_mean"],
+                    ],
+                    [
+                        f"T-RFlow [{settings.tau_low}, {settings.tau_high}] (`ours_trflow`)",
+                        runs["ours_trflow"]["info"]["evaluated_steps"],
+                        ", ".join(map(str, t["model_calls_per_clip"])),
+                        t[transformer_key]["steady_mean"],
+                        t[clip_key]["steady_mean"],
+                    ],
                 ],
             ),
             "",
@@ -684,12 +789,15 @@ def _plots(result: dict[str, Any], out_dir: Path) -> dict[str, Path]:
         x = [c["clip"] for c in clips]
         ax_kv.plot(x, [c["kv_bytes"] / _MIB for c in clips], marker=".", label=n)
         line = ax_rss.plot(x, [(c["rss_bytes"] or 0) / _MIB for c in clips], marker=".", label=f"{n} (current)")[0]
-        ax_rss.plot(x, [c["peak_rss_bytes"] / _MIB for c in clips], linestyle="--", color=line.get_color(),
-                    label=f"{n} (peak)")
+        ax_rss.plot(
+            x, [c["peak_rss_bytes"] / _MIB for c in clips], linestyle="--", color=line.get_color(), label=f"{n} (peak)"
+        )
     ax_kv.set_title("K/V bytes held after each clip")
     ax_kv.set_ylabel("MiB")
-    ax_rss.set_title("process RSS" + (" (one process for all runs)" if result["settings"]["schedule"] == "inline"
-                                      else " (one process per run)"))
+    ax_rss.set_title(
+        "process RSS"
+        + (" (one process for all runs)" if result["settings"]["schedule"] == "inline" else " (one process per run)")
+    )
     ax_rss.set_ylabel("MiB")
     for ax in (ax_kv, ax_rss):
         ax.set_xlabel("clip index")

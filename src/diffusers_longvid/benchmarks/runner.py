@@ -38,6 +38,7 @@ from diffusers.utils import logging
 
 from ..validation import is_int
 
+
 logger = logging.get_logger(__name__)  # pylint: disable=invalid-name
 
 __all__ = [
@@ -241,8 +242,19 @@ class BenchSettings:
     def __post_init__(self) -> None:
         if not isinstance(self.model, str) or not self.model:
             raise ValueError(f"`model` must be 'tiny', 'toy' or a pipeline folder, got {self.model!r}.")
-        for name in ("num_clips", "height", "width", "num_frames", "num_condition_frames", "num_inference_steps",
-                     "max_sequence_length", "window", "num_threads", "full_history_clips", "history_frame_stride"):
+        for name in (
+            "num_clips",
+            "height",
+            "width",
+            "num_frames",
+            "num_condition_frames",
+            "num_inference_steps",
+            "max_sequence_length",
+            "window",
+            "num_threads",
+            "full_history_clips",
+            "history_frame_stride",
+        ):
             value = getattr(self, name)
             if not is_int(value) or value < 1:
                 raise ValueError(f"`{name}` must be a positive int, got {value!r}.")

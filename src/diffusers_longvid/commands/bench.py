@@ -55,7 +55,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--constant-cost-tolerance", type=float, default=1.15, help="Target of the constant-cost checks."
     )
     parser.add_argument(
-        "--prediction-tolerance", type=float, default=0.15,
+        "--prediction-tolerance",
+        type=float,
+        default=0.15,
         help="Allowed relative gap between measured and predicted ratios over plain chaining.",
     )
     parser.add_argument("--height", type=int, default=64)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+
 _DTYPES = ("float32", "bfloat16", "float16")
 
 

@@ -29,16 +29,28 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..benchmarks.cost_model import _GIB, _TERA, VideoShape, lower_bound_time_per_clip, markdown_report
-    from ..benchmarks.cost_model import wan21_t2v_1_3b
+    from ..benchmarks.cost_model import (
+        _GIB,
+        _TERA,
+        VideoShape,
+        lower_bound_time_per_clip,
+        markdown_report,
+        wan21_t2v_1_3b,
+    )
 
     if args.history_clips < 1:
         raise ValueError(f"`--history-clips` must be at least 1, got {args.history_clips}.")
     if args.markdown:
         print(
             markdown_report(
-                args.height, args.width, args.frames, args.steps, args.history_clips, args.shift,
-                peak_tflops=args.peak_tflops, bandwidth_tbps=args.bandwidth_tbps,
+                args.height,
+                args.width,
+                args.frames,
+                args.steps,
+                args.history_clips,
+                args.shift,
+                peak_tflops=args.peak_tflops,
+                bandwidth_tbps=args.bandwidth_tbps,
             )  # fmt: skip
         )
         return 0

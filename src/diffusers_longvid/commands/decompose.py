@@ -51,15 +51,9 @@ def add_pipeline_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--height", type=int, default=480, help="Frame height in pixels.")
     group.add_argument("--width", type=int, default=832, help="Frame width in pixels.")
     group.add_argument("--num-frames", type=int, default=81, help="Frames per video (4k + 1).")
-    group.add_argument(
-        "--num-inference-steps", type=int, default=50, help="Steps of the full sampling schedule."
-    )
-    group.add_argument(
-        "--guidance-scale", type=float, default=5.0, help="Classifier-free guidance scale."
-    )
-    group.add_argument(
-        "--max-sequence-length", type=int, default=512, help="Maximum prompt length in tokens."
-    )
+    group.add_argument("--num-inference-steps", type=int, default=50, help="Steps of the full sampling schedule.")
+    group.add_argument("--guidance-scale", type=float, default=5.0, help="Classifier-free guidance scale.")
+    group.add_argument("--max-sequence-length", type=int, default=512, help="Maximum prompt length in tokens.")
 
 
 def load_pipeline(args: argparse.Namespace) -> Any:

@@ -31,6 +31,7 @@ from typing import Any
 from ..utils import GENERATION_DEFAULTS as _GENERATION_DEFAULTS
 from ..validation import check_float, check_int, check_seed
 
+
 _DTYPES = ("auto", "float32", "bfloat16", "float16")
 # the arguments saved by a resumable job and restored by --resume (tau_low / tau_high as resolved for the scheduler)
 _SAVED_ARGS = (
@@ -272,7 +273,9 @@ def _check_options(opts: argparse.Namespace) -> None:
 def _check_out(out: Path) -> None:
     try:
         if out.is_dir():
-            raise ValueError(f"`--out` {str(out)!r} is a folder: name the video file, e.g. {str(out / 'video.mp4')!r}.")
+            raise ValueError(
+                f"`--out` {str(out)!r} is a folder: name the video file, e.g. {str(out / 'video.mp4')!r}."
+            )
         if out.suffix.lower() not in _VIDEO_SUFFIXES:
             raise ValueError(f"`--out` {str(out)!r} must end with one of {', '.join(_VIDEO_SUFFIXES)}.")
         if out.with_suffix(".json").is_dir():

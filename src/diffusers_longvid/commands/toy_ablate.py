@@ -102,7 +102,6 @@ def _evaluate_fn(args: argparse.Namespace):
 def run(args: argparse.Namespace) -> int:
     import sys
 
-
     from ..toy.ablate import TABLES, AblationConfig, run_ablation
 
     try:
@@ -129,9 +128,8 @@ def run(args: argparse.Namespace) -> int:
         return 2
 
     from ..pipelines.longvideo.pipeline_longvideo_extension import LongVideoExtensionPipeline
-    from ..schedulers.scheduling_trflow import TRFlowScheduler
-
     from ..presets import resolve_model
+    from ..schedulers.scheduling_trflow import TRFlowScheduler
 
     try:
         model_path = resolve_model(args.model)

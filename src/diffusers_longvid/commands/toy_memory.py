@@ -37,7 +37,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--kv-cache-config",
         default=None,
         metavar="JSON",
-        help='CrossClipKVCacheConfig of the KV variant as JSON, e.g. \'{"history_pool": [2, 2, 2]}\' for compressed '
+        help="CrossClipKVCacheConfig of the KV variant as JSON, e.g. '{\"history_pool\": [2, 2, 2]}' for compressed "
         "history (default: the model's). Use its own --out folder: saved runs there are reused by settings that "
         "do not include this option.",
     )
@@ -62,10 +62,9 @@ def _command_line(args: argparse.Namespace, config) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..presets import resolve_model
     from ..toy.memory import MemoryBenchmarkConfig, run_memory_benchmark
     from ..toy.preset import load_preset_settings
-
-    from ..presets import resolve_model
 
     try:
         model_path = resolve_model(args.model)

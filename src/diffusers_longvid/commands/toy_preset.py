@@ -27,8 +27,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     data.add_argument("--fps", type=int, default=16, help="Frame rate.")
     data.add_argument("--seed", type=int, default=0, help="Seed of the first script (video i uses seed + i).")
     data.add_argument("--max-objects", type=int, default=3, help="Scripts have 1 to this many objects.")
-    data.add_argument("--world", choices=["random", "memory"], default="random",
-                      help="random: random_script; memory: memory_script re-entry scripts (the shipped preset's data).")
+    data.add_argument(
+        "--world",
+        choices=["random", "memory"],
+        default="random",
+        help="random: random_script; memory: memory_script re-entry scripts (the shipped preset's data).",
+    )
     data.add_argument("--write-short", action="store_true", help="Also write one mp4 per clip and short.jsonl.")
     data.set_defaults(func=_run_data)
 
@@ -73,9 +77,17 @@ def _run_data(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         result = render_toy_dataset(
-            args.out, num_videos=args.num_videos, num_clips=args.num_clips, num_frames=args.num_frames,
-            num_condition_frames=args.num_condition_frames, fps=args.fps, size=args.size, seed=args.seed,
-            max_objects=args.max_objects, write_short=args.write_short, world=args.world,
+            args.out,
+            num_videos=args.num_videos,
+            num_clips=args.num_clips,
+            num_frames=args.num_frames,
+            num_condition_frames=args.num_condition_frames,
+            fps=args.fps,
+            size=args.size,
+            seed=args.seed,
+            max_objects=args.max_objects,
+            write_short=args.write_short,
+            world=args.world,
         )
     except ValueError as error:
         print(f"longvid toy-data: error: {error}", file=sys.stderr)
@@ -102,14 +114,20 @@ def _run_assemble(args: argparse.Namespace) -> int:
     from ..toy.preset import assemble_toy_preset
 
     if args.kv_cache_clips < 0:
-        print(f"longvid toy-assemble: error: `--kv-cache-clips` must be >= 0, got {args.kv_cache_clips}.",
-              file=sys.stderr)
+        print(
+            f"longvid toy-assemble: error: `--kv-cache-clips` must be >= 0, got {args.kv_cache_clips}.",
+            file=sys.stderr,
+        )
         return 2
-    result = assemble_toy_preset(args.pipeline, args.out, lora_dir=args.lora, vae_dir=args.vae,
-                                 kv_cache_clips=args.kv_cache_clips)
+    result = assemble_toy_preset(
+        args.pipeline, args.out, lora_dir=args.lora, vae_dir=args.vae, kv_cache_clips=args.kv_cache_clips
+    )
     print(json.dumps(result, indent=1))
     if result["bytes"] > args.max_size_mb * 1e6:
-        print(f"longvid toy-assemble: error: the preset is {result['bytes'] / 1e6:.1f} MB, above --max-size-mb "
-              f"{args.max_size_mb}.", file=sys.stderr)
+        print(
+            f"longvid toy-assemble: error: the preset is {result['bytes'] / 1e6:.1f} MB, above --max-size-mb "
+            f"{args.max_size_mb}.",
+            file=sys.stderr,
+        )
         return 1
     return 0

@@ -6,6 +6,7 @@ import argparse
 
 from ._training import register_stage
 
+
 DESCRIPTION = """\
 Stage 2: train a LoRA on the self-attention K/V projections of the cached blocks of the stage-1 extension model, on
 long captioned videos cut into consecutive clips: the last clip of each example attends the K/V of the history clips

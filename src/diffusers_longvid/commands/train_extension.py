@@ -6,6 +6,7 @@ import argparse
 
 from ._training import register_stage
 
+
 DESCRIPTION = """\
 Stage 1: fine-tune a Wan2.1 T2V transformer (all parameters) into the 36-channel video extension model, on short
 captioned clips with a conditioning task drawn per example (first-k / last-k / first+last frames, or none).

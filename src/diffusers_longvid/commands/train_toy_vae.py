@@ -6,6 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
+
 # option -> field of `ToyVAETrainingConfig`; an option left out keeps the recipe's default (see docs/toy.md).
 _FIELDS: dict[str, tuple[type, str]] = {
     "steps": (int, "Total optimisation steps, single-frame ones included."),
@@ -44,19 +45,35 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--out", type=Path, required=True, help="Output folder.")
     resume = parser.add_mutually_exclusive_group()
-    resume.add_argument("--resume", dest="resume", action="store_true", default=True,
-                        help="Continue from the latest checkpoint in --out (the default).")
+    resume.add_argument(
+        "--resume",
+        dest="resume",
+        action="store_true",
+        default=True,
+        help="Continue from the latest checkpoint in --out (the default).",
+    )
     resume.add_argument("--no-resume", dest="resume", action="store_false", help="Start from scratch.")
     for name, (kind, text) in _FIELDS.items():
         parser.add_argument(f"--{name.replace('_', '-')}", type=kind, default=None, dest=name, help=text)
     parser.add_argument("--lr-schedule", choices=["constant", "cosine"], default=None, help="After the warm-up.")
     posterior = parser.add_mutually_exclusive_group()
-    posterior.add_argument("--sample-posterior", dest="sample_posterior", action="store_true", default=None,
-                           help="Decode posterior samples.")
-    posterior.add_argument("--mode-posterior", dest="sample_posterior", action="store_false",
-                           help="Decode the posterior mode.")
-    parser.add_argument("--decoder-only", action="store_true", default=None, dest="decoder_only",
-                        help="Freeze the encoder and train the decoder only: latents (and caches of them) stay valid.")
+    posterior.add_argument(
+        "--sample-posterior",
+        dest="sample_posterior",
+        action="store_true",
+        default=None,
+        help="Decode posterior samples.",
+    )
+    posterior.add_argument(
+        "--mode-posterior", dest="sample_posterior", action="store_false", help="Decode the posterior mode."
+    )
+    parser.add_argument(
+        "--decoder-only",
+        action="store_true",
+        default=None,
+        dest="decoder_only",
+        help="Freeze the encoder and train the decoder only: latents (and caches of them) stay valid.",
+    )
     parser.add_argument("--base-dim", type=int, default=None, help="Override the VAE's base width.")
     parser.add_argument("--num-threads", type=int, default=1, help="torch CPU threads (default 1).")
     parser.add_argument(

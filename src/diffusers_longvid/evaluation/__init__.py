@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from .._lazy import attach_lazy
 
+
 # public name -> module (relative to this package)
 _LAZY_IMPORTS: dict[str, str] = {
     "evaluate_video": "evaluate",

@@ -12,6 +12,7 @@ import numpy as np
 from .metrics import validate_dimensions
 from .motion import FlowEstimator
 
+
 __all__ = ["EvaluationBackend"]
 
 

@@ -43,6 +43,7 @@ from .metrics import (
 from .motion import PairwiseFlow, clip_dynamic_degree, clip_motion_smoothness, to_gray
 from .video import VideoSource, list_videos, open_video
 
+
 logger = logging.get_logger(__name__)  # pylint: disable=invalid-name
 
 __all__ = [

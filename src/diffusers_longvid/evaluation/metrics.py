@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+
 __all__ = [
     "DIMENSIONS",
     "METRICS",

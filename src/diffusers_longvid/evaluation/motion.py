@@ -15,6 +15,7 @@ import numpy as np
 from ..utils import require
 from .metrics import dynamic_degree_interval, dynamic_degree_params
 
+
 __all__ = [
     "FlowEstimator",
     "PairwiseFlow",

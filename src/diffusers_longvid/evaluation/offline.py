@@ -28,6 +28,7 @@ from ..utils import require
 from .backend import EvaluationBackend
 from .metrics import CONSISTENCY_DIMENSIONS, FRAME_DIMENSIONS
 
+
 __all__ = [
     "OfflineBackend",
     "ssim_features",

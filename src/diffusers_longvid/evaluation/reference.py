@@ -34,6 +34,7 @@ from torch import nn
 from .backend import EvaluationBackend
 from .metrics import CONSISTENCY_DIMENSIONS, FRAME_DIMENSIONS
 
+
 logger = logging.get_logger(__name__)  # pylint: disable=invalid-name
 
 __all__ = [

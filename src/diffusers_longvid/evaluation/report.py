@@ -13,6 +13,7 @@ from ..utils import require
 from .evaluate import REFERENCE_NOTE, EvalResult, EvalSuiteResult
 from .metrics import AVERAGE_FREQUENCY
 
+
 __all__ = ["write_eval_report", "format_markdown", "METRIC_LABELS", "PAPER_SCORES", "REPORT_FILES"]
 
 # File names inside the report folder.

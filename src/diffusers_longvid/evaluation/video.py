@@ -18,6 +18,7 @@ import numpy as np
 
 from ..utils import require
 
+
 __all__ = [
     "VIDEO_EXTENSIONS",
     "DEFAULT_FPS",

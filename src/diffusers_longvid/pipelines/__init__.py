@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from .._lazy import attach_lazy
 
+
 _LAZY_IMPORTS = {
     "LongVideoExtensionPipeline": "longvideo.pipeline_longvideo_extension",
     "LongVideoClip": "longvideo.pipeline_output",

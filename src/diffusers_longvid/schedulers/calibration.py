@@ -22,6 +22,7 @@ from diffusers.utils import logging
 
 from .scheduling_trflow import TRFlowStepEstimate
 
+
 logger = logging.get_logger(__name__)  # pylint: disable=invalid-name
 
 __all__ = ["TRFlowCalibrationResult", "calibrate_tau_low", "search_matching_value"]

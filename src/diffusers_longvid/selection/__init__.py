@@ -10,6 +10,7 @@ from .selectors import (
     selector_from_config,
 )
 
+
 __all__ = [
     "ClipPlan",
     "ClipSelector",

@@ -26,6 +26,7 @@ from diffusers.utils import logging
 
 from .selectors import ClipSelector
 
+
 logger = logging.get_logger(__name__)  # pylint: disable=invalid-name
 
 __all__ = ["ClipPlan", "KVPlan", "KVStoragePlanner"]

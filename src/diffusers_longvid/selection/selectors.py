@@ -23,6 +23,7 @@ from diffusers.utils import logging
 
 from ..utils import is_available, require
 
+
 logger = logging.get_logger(__name__)  # pylint: disable=invalid-name
 
 __all__ = [

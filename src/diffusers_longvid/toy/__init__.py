@@ -27,6 +27,7 @@ from .world import (
     validate_script,
 )
 
+
 __all__ = [
     "BACKGROUND_COLORS",
     "COLORS",

@@ -39,6 +39,7 @@ from diffusers.utils import logging
 
 from .compare import DEFAULT_VARIANTS, Variant
 
+
 logger = logging.get_logger(__name__)
 
 TABLES: tuple[str, ...] = ("kv", "trflow", "long")
@@ -48,7 +49,6 @@ TABLE_TITLES: dict[str, str] = {
     "long": "Error accumulation over a long video (Table 4)",
 }
 RESULTS_VERSION = 1
-
 
 
 @dataclass

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 from diffusers.utils import logging
 
+
 logger = logging.get_logger(__name__)
 
 GROUND_TRUTH = "ground truth"

@@ -44,6 +44,7 @@ from ..utils import require
 from .scripts import is_reentry
 from .world import COLORS, ToyVideo, render_script_clips, validate_script
 
+
 __all__ = [
     "METRICS",
     "PSNR_CAP",
@@ -230,8 +231,10 @@ def evaluate_toy_video(
         raise ValueError(f"`window_seconds` must be a positive number of seconds or None, got {window_seconds!r}.")
     if not isinstance(min_object_pixels, int) or min_object_pixels < 1:
         raise ValueError(f"`min_object_pixels` must be a positive integer, got {min_object_pixels!r}.")
-    if not isinstance(num_frames, int) or not isinstance(num_condition_frames, int) or not (
-        0 <= num_condition_frames < num_frames
+    if (
+        not isinstance(num_frames, int)
+        or not isinstance(num_condition_frames, int)
+        or not (0 <= num_condition_frames < num_frames)
     ):
         raise ValueError(
             f"`num_frames` and `num_condition_frames` must be integers with 0 <= num_condition_frames < num_frames, "
@@ -275,8 +278,18 @@ def _frame_statistics(
     total, size = gt.num_frames, gt.frames.shape[1]
     num_objects = len(gt.object_colors)
     keys = (
-        "sq_err", "bg_pixel_dist", "bg_count", "bg_color_err", "grad_gen", "grad_ref", "hf_sq", "hf_count",
-        "diff_gen", "diff_ref", "af", "af_gt",
+        "sq_err",
+        "bg_pixel_dist",
+        "bg_count",
+        "bg_color_err",
+        "grad_gen",
+        "grad_ref",
+        "hf_sq",
+        "hf_count",
+        "diff_gen",
+        "diff_ref",
+        "af",
+        "af_gt",
     )
     stats = {k: np.zeros(total, dtype=np.float64) for k in keys}
     object_rgb = np.full((total, num_objects, 3), np.nan, dtype=np.float64)
@@ -377,9 +390,16 @@ def _summarise(
             first_clip = int(gt.frame_clip[np.argmax(valid[:, o])])
             frames = valid[:, o] & (gt.frame_clip == first_clip)
             reference[o] = object_rgb[frames, o].mean(axis=0)
-        objects.append({"index": o, "shape": gt.object_shapes[o], "color": gt.object_colors[o],
-                        "gt_rgb": gt_rgb[o].tolist(), "first_clip": first_clip,
-                        "first_rgb": None if first_clip is None else reference[o].tolist()})
+        objects.append(
+            {
+                "index": o,
+                "shape": gt.object_shapes[o],
+                "color": gt.object_colors[o],
+                "gt_rgb": gt_rgb[o].tolist(),
+                "first_clip": first_clip,
+                "first_rgb": None if first_clip is None else reference[o].tolist(),
+            }
+        )
     drift = np.linalg.norm(object_rgb - reference[None], axis=-1)
     for o, entry in enumerate(objects):
         entry["color_error"] = _mean(error[valid[:, o], o])
@@ -388,13 +408,22 @@ def _summarise(
     reentries = []
     for c, o in zip(*np.nonzero(reentry_flags)):
         frames = valid[:, o] & (gt.frame_clip == c)
-        event: dict[str, Any] = {"clip": int(c), "object": int(o), "shape": gt.object_shapes[o],
-                                 "color": gt.object_colors[o], "frames_measured": int(frames.sum())}
+        event: dict[str, Any] = {
+            "clip": int(c),
+            "object": int(o),
+            "shape": gt.object_shapes[o],
+            "color": gt.object_colors[o],
+            "frames_measured": int(frames.sum()),
+        }
         if frames.any():
             mean = object_rgb[frames, o].mean(axis=0)
             nearest = _nearest_color(mean)
-            event.update(generated_rgb=mean.tolist(), nearest_color=nearest,
-                         error=_mean(error[frames, o]), correct=nearest == gt.object_colors[o])
+            event.update(
+                generated_rgb=mean.tolist(),
+                nearest_color=nearest,
+                error=_mean(error[frames, o]),
+                correct=nearest == gt.object_colors[o],
+            )
         else:
             event.update(generated_rgb=None, nearest_color=None, error=None, correct=None)
         reentries.append(event)
@@ -409,7 +438,8 @@ def _summarise(
             "psnr": _psnr(stats["sq_err"][sl].sum(), int(stats["pixels"][sl].sum())),
             "background_color_error": _mean(stats["bg_color_err"][sl][bg]),
             "background_pixel_error": _ratio(stats["bg_pixel_dist"][sl].sum(), stats["bg_count"][sl].sum())
-            if bg.any() else None,
+            if bg.any()
+            else None,
             "object_color_error": _mean(error[sl][pair]),
             "object_color_drift": _mean(drift[sl][pair]),
             "reentry_color_error": _mean(error[sl][pair & reentry[sl]]),
@@ -444,8 +474,11 @@ def _summarise(
         "psnr_cap_db": PSNR_CAP,
     }
     return ToyEvalResult(
-        overall=_round(overall), windows=_round(windows), reentries=_round(reentries, 2),
-        objects=_round(objects, 2), settings=settings,
+        overall=_round(overall),
+        windows=_round(windows),
+        reentries=_round(reentries, 2),
+        objects=_round(objects, 2),
+        settings=settings,
     )
 
 
@@ -477,11 +510,12 @@ def format_toy_eval_markdown(result: ToyEvalResult) -> str:
         "| metric | value | perfect |",
         "|---|---|---|",
     ]
-    lines += [f"| {label} (`{name}`) | {_fmt(result.overall.get(name))} | {perfect} |"
-              for name, (label, perfect) in METRICS.items()]
+    lines += [
+        f"| {label} (`{name}`) | {_fmt(result.overall.get(name))} | {perfect} |"
+        for name, (label, perfect) in METRICS.items()
+    ]
     columns = [name for name in METRICS if name != "reentry_accuracy"]
-    lines += ["", "## Per window", "", "| window (s) | " + " | ".join(columns) + " |",
-              "|---|" + "---|" * len(columns)]
+    lines += ["", "## Per window", "", "| window (s) | " + " | ".join(columns) + " |", "|---|" + "---|" * len(columns)]
     for w in result.windows:
         cells = " | ".join(_fmt(w.get(c)) for c in columns)
         lines.append(f"| {w['start_s']:.1f}–{w['end_s']:.1f} | {cells} |")
@@ -494,12 +528,19 @@ def format_toy_eval_markdown(result: ToyEvalResult) -> str:
         for e in result.reentries:
             values = e["generated_rgb"]
             rgb = "–" if values is None else "(" + ", ".join(f"{v:.0f}" for v in values) + ")"
-            lines.append(f"| {e['clip']} | {e['shape']} | {e['color']} | {rgb} | {_fmt(e['nearest_color'])} | "
-                         f"{_fmt(e['error'])} | {_fmt(e['correct'])} |")
+            lines.append(
+                f"| {e['clip']} | {e['shape']} | {e['color']} | {rgb} | {_fmt(e['nearest_color'])} | "
+                f"{_fmt(e['error'])} | {_fmt(e['correct'])} |"
+            )
     else:
         lines.append("The script has no re-entry.")
-    lines += ["", "## Objects", "", "| object | GT colour | first clip | colour error | drift vs first appearance |",
-              "|---|---|---|---|---|"]
+    lines += [
+        "",
+        "## Objects",
+        "",
+        "| object | GT colour | first clip | colour error | drift vs first appearance |",
+        "|---|---|---|---|---|",
+    ]
     for o in result.objects:
         lines.append(
             f"| {o['color']} {o['shape']} | {o['color']} | {_fmt(o['first_clip'])} | {_fmt(o['color_error'])} "

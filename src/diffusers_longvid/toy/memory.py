@@ -28,7 +28,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +37,7 @@ from diffusers.utils import logging
 
 from .scripts import MEMORY_COLORS, is_reentry, memory_script
 from .world import COLORS, render_script_clips
+
 
 logger = logging.get_logger(__name__)
 
@@ -289,9 +290,7 @@ def summarise_records(records: Sequence[dict[str, Any]]) -> dict[str, float | No
     }
 
 
-def _attention_diagnosis(
-    script: Sequence[dict[str, Any]], kv_plan: Sequence[dict[str, Any]]
-) -> list[dict[str, Any]]:
+def _attention_diagnosis(script: Sequence[dict[str, Any]], kv_plan: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """Per comeback clip and cached block: attention share on history clips with / without the object, and self."""
     reentry = is_reentry(script)
     out = []
@@ -312,8 +311,15 @@ def _attention_diagnosis(
     return out
 
 
-def _generate(pipe: Any, script: Sequence[dict[str, Any]], truth: np.ndarray, kv: int, seed: int,
-              config: MemoryBenchmarkConfig, pipe_kwargs: dict[str, Any]) -> tuple[np.ndarray, list[dict[str, Any]]]:
+def _generate(
+    pipe: Any,
+    script: Sequence[dict[str, Any]],
+    truth: np.ndarray,
+    kv: int,
+    seed: int,
+    config: MemoryBenchmarkConfig,
+    pipe_kwargs: dict[str, Any],
+) -> tuple[np.ndarray, list[dict[str, Any]]]:
     import torch
 
     from ..attention.kv_cache import CrossClipKVCacheConfig
@@ -395,9 +401,10 @@ def run_memory_benchmark(
         raise ValueError(f"`{reserved[0]}` is set by the benchmark; do not pass it.")
     out_dir = Path(out_dir)
     (out_dir / "runs").mkdir(parents=True, exist_ok=True)
-    scheduler_config = {k: pipe.scheduler.config.get(k) for k in ("shift", "tau_low", "tau_high") if k in pipe.scheduler.config}
-    key = {"version": RESULTS_VERSION, "config": config.to_dict(), "scheduler": scheduler_config,
-           "model": model}
+    scheduler_config = {
+        k: pipe.scheduler.config.get(k) for k in ("shift", "tau_low", "tau_high") if k in pipe.scheduler.config
+    }
+    key = {"version": RESULTS_VERSION, "config": config.to_dict(), "scheduler": scheduler_config, "model": model}
     per_seed: dict[int, dict[str, Any]] = {}
     sheet_rows = []
     total = len(config.seeds) * config.num_scripts
@@ -418,8 +425,14 @@ def run_memory_benchmark(
             for name, kv in zip(VARIANTS, (config.kv_cache_clips, 0)):
                 frames, kv_plan = _generate(pipe, script, truth.frames, kv, seed, config, pipe_kwargs)
                 records = score_memory_video(
-                    frames, script, config.num_frames, config.num_condition_frames, config.palette,
-                    config.object_threshold, config.presence_fraction, config.near_margin,
+                    frames,
+                    script,
+                    config.num_frames,
+                    config.num_condition_frames,
+                    config.palette,
+                    config.object_threshold,
+                    config.presence_fraction,
+                    config.near_margin,
                 )
                 entry[name] = {"clips": records, "summary": summarise_records(records)}
                 if kv:

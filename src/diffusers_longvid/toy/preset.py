@@ -23,10 +23,12 @@ import json
 import logging
 import os
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
+
 
 logger = logging.getLogger(__name__)
 
@@ -125,7 +127,9 @@ def make_toy_text_encoder(
     tok_dir, enc_dir = out / "tokenizer", out / "text_encoder"
     tok_dir.mkdir(parents=True, exist_ok=True)
     new_tokenizer = BertTokenizer(
-        vocab={token: i for i, token in enumerate(tokens)}, do_lower_case=True, model_max_length=max_position_embeddings
+        vocab={token: i for i, token in enumerate(tokens)},
+        do_lower_case=True,
+        model_max_length=max_position_embeddings,
     )
     new_tokenizer.save_pretrained(tok_dir)
 
@@ -165,8 +169,13 @@ def _write_mp4(path: Path, frames: np.ndarray, fps: int) -> None:
     require("imageio_ffmpeg", "Writing the toy dataset's mp4 files")
     # Lossless H.264 in 4:4:4, so the only error is the RGB <-> YUV rounding (a 4:2:0 file smears colours at 64x64).
     writer = imageio.get_writer(
-        str(path), fps=fps, codec="libx264", macro_block_size=1, pixelformat="yuv444p",
-        ffmpeg_params=["-crf", "0", "-preset", "veryfast"], ffmpeg_log_level="error",
+        str(path),
+        fps=fps,
+        codec="libx264",
+        macro_block_size=1,
+        pixelformat="yuv444p",
+        ffmpeg_params=["-crf", "0", "-preset", "veryfast"],
+        ffmpeg_log_level="error",
     )
     try:
         for frame in frames:
@@ -243,7 +252,10 @@ def render_toy_dataset(
         if world == "memory":
             textured = i % 2 == 1
             script = memory_script(
-                num_clips - 1, seed=seed + i, clips_after=1, textures=TEXTURES if textured else ("plain",),
+                num_clips - 1,
+                seed=seed + i,
+                clips_after=1,
+                textures=TEXTURES if textured else ("plain",),
                 background_change_probability=0.1 if textured else 0.0,
             )
         else:
@@ -266,8 +278,10 @@ def render_toy_dataset(
         long_lines.append({"video": f"long/{i:05d}.mp4", "clips": clips, "script": f"scripts/{i:05d}.json"})
         for n, prompt in enumerate(prompts if write_short else []):
             short_lines.append(
-                {"video": f"short/{i:05d}_{n:02d}.mp4", "clips": [{"start": 0.0, "end": num_frames / fps,
-                                                                   "caption": prompt}]}
+                {
+                    "video": f"short/{i:05d}_{n:02d}.mp4",
+                    "clips": [{"start": 0.0, "end": num_frames / fps, "caption": prompt}],
+                }
             )
         if (i + 1) % 50 == 0:
             logger.info(f"Rendered {i + 1}/{num_videos} toy videos.")
@@ -277,8 +291,11 @@ def render_toy_dataset(
     for name, path in manifests.items():
         with open(path, "w", encoding="utf-8") as f:
             f.writelines(json.dumps(line) + "\n" for line in (long_lines if name == "long" else short_lines))
-    return {**{name: str(path) for name, path in manifests.items()}, "videos": num_videos,
-            "clips": num_videos * num_clips}
+    return {
+        **{name: str(path) for name, path in manifests.items()},
+        "videos": num_videos,
+        "clips": num_videos * num_clips,
+    }
 
 
 def make_toy_transformer(seed: int = 0, **overrides: Any):
@@ -288,7 +305,9 @@ def make_toy_transformer(seed: int = 0, **overrides: Any):
 
     unknown = set(overrides) - set(TOY_TRANSFORMER_CONFIG)
     if unknown:
-        raise ValueError(f"Unknown transformer settings {sorted(unknown)}; accepted: {sorted(TOY_TRANSFORMER_CONFIG)}.")
+        raise ValueError(
+            f"Unknown transformer settings {sorted(unknown)}; accepted: {sorted(TOY_TRANSFORMER_CONFIG)}."
+        )
     torch.manual_seed(seed)
     return WanTransformer3DModel(**{**TOY_TRANSFORMER_CONFIG, **overrides})
 
@@ -421,7 +440,8 @@ def assemble_toy_preset(
     (out / "preset.json").write_text(json.dumps({**settings, **(extra or {})}, indent=1) + "\n")
     sizes = {
         child.name: sum(f.stat().st_size for f in child.rglob("*") if f.is_file())
-        for child in out.iterdir() if child.is_dir()
+        for child in out.iterdir()
+        if child.is_dir()
     }
     return {"path": str(out), "bytes": sum(sizes.values()), "components": sizes}
 

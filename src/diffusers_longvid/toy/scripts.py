@@ -30,6 +30,7 @@ from .world import (
     validate_script,
 )
 
+
 __all__ = [
     "MEMORY_COLORS",
     "describe_script",
@@ -382,8 +383,16 @@ def memory_script(
     background, texture = str(rng.choice(list(background_colors))), str(rng.choice(list(textures)))
     clip0_visible = entry_clip == 0
     state = _initial_states(
-        {"objects": [{"visible": clip0_visible, "motion": "stays" if clip0_visible else HIDDEN_MOTION,
-                      "position": position, "size": size}]},
+        {
+            "objects": [
+                {
+                    "visible": clip0_visible,
+                    "motion": "stays" if clip0_visible else HIDDEN_MOTION,
+                    "position": position,
+                    "size": size,
+                }
+            ]
+        },
         np.random.default_rng(0),
     )[0]
     if clip0_visible:

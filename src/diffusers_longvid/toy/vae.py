@@ -41,6 +41,7 @@ from tqdm.auto import tqdm
 from .scripts import random_script
 from .world import _render, validate_script
 
+
 logger = logging.get_logger(__name__)  # pylint: disable=invalid-name
 
 __all__ = [
@@ -319,8 +320,20 @@ class ToyVAETrainingConfig:
     stop_at: int | None = None
 
     def __post_init__(self) -> None:
-        positive = ("steps", "image_batch_size", "batch_size", "num_frames", "size", "max_objects", "eval_clips",
-                    "eval_frames", "eval_every", "log_every", "checkpoint_every", "keep_checkpoints")
+        positive = (
+            "steps",
+            "image_batch_size",
+            "batch_size",
+            "num_frames",
+            "size",
+            "max_objects",
+            "eval_clips",
+            "eval_frames",
+            "eval_every",
+            "log_every",
+            "checkpoint_every",
+            "keep_checkpoints",
+        )
         for name in positive:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -537,8 +550,9 @@ def train_toy_vae(
     last_save = time.time()
     window: list[float] = []
     tick = time.time()
-    progress = tqdm(range(start_step, end_step), initial=start_step, total=config.steps, desc="toy VAE",
-                    mininterval=30.0)
+    progress = tqdm(
+        range(start_step, end_step), initial=start_step, total=config.steps, desc="toy VAE", mininterval=30.0
+    )
     for step in progress:
         image_phase = step < config.image_steps
         batch = toy_video_batch(
@@ -573,9 +587,15 @@ def train_toy_vae(
         if done % config.log_every == 0:
             elapsed = time.time() - tick
             record = {
-                "event": "train", "time": time.time(), "step": done, "loss": round(float(np.mean(window)), 5),
-                "l1": round(l1.item(), 5), "train_psnr": round(_psnr(mse.item()), 3), "kl": round(kl.item(), 3),
-                "lr": config.lr_at(step), "sec_per_step": round(elapsed / len(window), 3),
+                "event": "train",
+                "time": time.time(),
+                "step": done,
+                "loss": round(float(np.mean(window)), 5),
+                "l1": round(l1.item(), 5),
+                "train_psnr": round(_psnr(mse.item()), 3),
+                "kl": round(kl.item(), 3),
+                "lr": config.lr_at(step),
+                "sec_per_step": round(elapsed / len(window), 3),
                 "phase": "image" if image_phase else "video",
             }
             _append_metrics(out, record)

@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+
 __all__ = [
     "BACKGROUND_COLORS",
     "COLORS",
@@ -254,7 +255,9 @@ def validate_script(script: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         if "duration" in clip and clip["duration"] is not None:
             duration = clip["duration"]
             if isinstance(duration, bool) or not isinstance(duration, (int, float)):
-                raise ValueError(f"`script[{n}].duration` must be a positive number of seconds, got {_brief(duration)}.")
+                raise ValueError(
+                    f"`script[{n}].duration` must be a positive number of seconds, got {_brief(duration)}."
+                )
             duration = _finite(duration, f"script[{n}].duration", "a positive number of seconds")
             if duration <= 0:
                 raise ValueError(f"`script[{n}].duration` must be a positive number of seconds, got {duration!r}.")
@@ -567,8 +570,13 @@ def _render(
             alphas.append(alpha)
             l, t, r, b = _shape_extent(obj["shape"], s)
             bbox[start:stop, i] = np.stack(
-                [np.clip((x + l) * size, 0, size), np.clip((y + t) * size, 0, size),
-                 np.clip((x + r) * size, 0, size), np.clip((y + b) * size, 0, size)], axis=-1
+                [
+                    np.clip((x + l) * size, 0, size),
+                    np.clip((y + t) * size, 0, size),
+                    np.clip((x + r) * size, 0, size),
+                    np.clip((y + b) * size, 0, size),
+                ],
+                axis=-1,
             )
         # Visibility counts the pixels an object owns after the objects drawn over it (later in the list).
         for i in reversed(range(num_objects)):

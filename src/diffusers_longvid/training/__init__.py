@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from .._lazy import attach_lazy
 
+
 # public name -> module (relative to this package) that defines it
 _LAZY_IMPORTS: dict[str, str] = {
     # manifest

@@ -73,9 +73,7 @@ def sample_task(
         ConditionTask.FIRST_LAST: [k for k in counts if 2 * k < num_frames],
     }
     tasks = list(per_task)
-    weights = torch.tensor(
-        [w if per_task[t] else 0.0 for t, w in zip(tasks, task_weights)], dtype=torch.float64
-    )
+    weights = torch.tensor([w if per_task[t] else 0.0 for t, w in zip(tasks, task_weights)], dtype=torch.float64)
     if not counts or weights.sum() <= 0:
         return TaskSample(ConditionTask.NONE, 0)
     task = tasks[int(torch.multinomial(weights, 1, generator=generator))]
@@ -88,7 +86,9 @@ def shifted_sigmas(u: torch.Tensor, shift: float) -> torch.Tensor:
     return shift * u / (1 + (shift - 1) * u)
 
 
-def novelty_weights(latents: torch.Tensor, known_latent_frames: list[int] | tuple[int, ...], strength: float) -> torch.Tensor:
+def novelty_weights(
+    latents: torch.Tensor, known_latent_frames: list[int] | tuple[int, ...], strength: float
+) -> torch.Tensor:
     r"""
     Per-position loss weights that favour what the known frames do not already show.
 

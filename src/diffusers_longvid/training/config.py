@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+
 T = TypeVar("T")
 
 LR_SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup")
@@ -140,11 +141,27 @@ class TrainConfig:
     )
 
     def __post_init__(self) -> None:
-        for name in ("height", "width", "num_frames", "max_sequence_length", "train_batch_size",
-                     "gradient_accumulation_steps", "max_train_steps", "validation_num_inference_steps"):
+        for name in (
+            "height",
+            "width",
+            "num_frames",
+            "max_sequence_length",
+            "train_batch_size",
+            "gradient_accumulation_steps",
+            "max_train_steps",
+            "validation_num_inference_steps",
+        ):
             _check(_is_int(getattr(self, name)) and getattr(self, name) >= 1, name, "an int >= 1", getattr(self, name))
-        for name in ("lr_warmup_steps", "checkpointing_steps", "checkpoints_total_limit", "validation_steps",
-                     "logging_steps", "dataloader_num_workers", "overfit_batches", "seed"):
+        for name in (
+            "lr_warmup_steps",
+            "checkpointing_steps",
+            "checkpoints_total_limit",
+            "validation_steps",
+            "logging_steps",
+            "dataloader_num_workers",
+            "overfit_batches",
+            "seed",
+        ):
             _check(_is_int(getattr(self, name)) and getattr(self, name) >= 0, name, "an int >= 0", getattr(self, name))
         for name in ("learning_rate", "adam_epsilon", "fps", "timestep_shift"):
             value = getattr(self, name)
@@ -157,8 +174,12 @@ class TrainConfig:
             _check(_is_number(value) and 0 <= value < 1, name, "a number in [0, 1)", value)
         for name, accepted in (("lr_scheduler", LR_SCHEDULERS), ("report_to", REPORT_TO)):
             _check(getattr(self, name) in accepted, name, f"one of {list(accepted)}", getattr(self, name))
-        _check(self.mixed_precision is None or self.mixed_precision in MIXED_PRECISION, "mixed_precision",
-               f"one of {list(MIXED_PRECISION)} or unset", self.mixed_precision)
+        _check(
+            self.mixed_precision is None or self.mixed_precision in MIXED_PRECISION,
+            "mixed_precision",
+            f"one of {list(MIXED_PRECISION)} or unset",
+            self.mixed_precision,
+        )
         for name in ("height", "width"):
             _check(getattr(self, name) % 16 == 0, name, "a multiple of 16 (VAE x8, patch x2)", getattr(self, name))
         _check((self.num_frames - 1) % 4 == 0, "num_frames", "of the form 4k+1 (e.g. 49 or 81)", self.num_frames)
@@ -189,20 +210,33 @@ class ExtensionTrainConfig(TrainConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _check(_is_number(self.no_condition_prob) and 0 <= self.no_condition_prob <= 1, "no_condition_prob",
-               "a number in [0, 1]", self.no_condition_prob)
-        _check(_is_int(self.max_condition_frames) and self.max_condition_frames >= 1, "max_condition_frames",
-               "an int >= 1", self.max_condition_frames)
         _check(
-            len(self.task_weights) == 3 and all(_is_number(w) and w >= 0 for w in self.task_weights)
+            _is_number(self.no_condition_prob) and 0 <= self.no_condition_prob <= 1,
+            "no_condition_prob",
+            "a number in [0, 1]",
+            self.no_condition_prob,
+        )
+        _check(
+            _is_int(self.max_condition_frames) and self.max_condition_frames >= 1,
+            "max_condition_frames",
+            "an int >= 1",
+            self.max_condition_frames,
+        )
+        _check(
+            len(self.task_weights) == 3
+            and all(_is_number(w) and w >= 0 for w in self.task_weights)
             and sum(self.task_weights) > 0,
             "task_weights",
             "three numbers >= 0 with a positive sum (first-k, last-k, first+last)",
             self.task_weights,
         )
         k = self.validation_num_condition_frames
-        _check(_is_int(k) and k >= 1 and (k - 1) % 4 == 0 and k < self.num_frames, "validation_num_condition_frames",
-               f"1 + 4j and below `num_frames` ({self.num_frames})", k)
+        _check(
+            _is_int(k) and k >= 1 and (k - 1) % 4 == 0 and k < self.num_frames,
+            "validation_num_condition_frames",
+            f"1 + 4j and below `num_frames` ({self.num_frames})",
+            k,
+        )
 
 
 @dataclass
@@ -232,19 +266,37 @@ class CausalLoRATrainConfig(TrainConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         _check(_is_int(self.lora_rank) and self.lora_rank >= 1, "lora_rank", "an int >= 1", self.lora_rank)
-        _check(self.lora_alpha is None or (_is_number(self.lora_alpha) and self.lora_alpha > 0), "lora_alpha",
-               "a number > 0 or unset", self.lora_alpha)
-        _check(_is_int(self.kv_cache_clips) and self.kv_cache_clips >= 1, "kv_cache_clips", "an int >= 1",
-               self.kv_cache_clips)
-        _check(all(_is_int(b) for b in self.cached_blocks), "cached_blocks", "a list of block indices",
-               self.cached_blocks)
+        _check(
+            self.lora_alpha is None or (_is_number(self.lora_alpha) and self.lora_alpha > 0),
+            "lora_alpha",
+            "a number > 0 or unset",
+            self.lora_alpha,
+        )
+        _check(
+            _is_int(self.kv_cache_clips) and self.kv_cache_clips >= 1,
+            "kv_cache_clips",
+            "an int >= 1",
+            self.kv_cache_clips,
+        )
+        _check(
+            all(_is_int(b) for b in self.cached_blocks), "cached_blocks", "a list of block indices", self.cached_blocks
+        )
         k = self.num_condition_frames
-        _check(_is_int(k) and k >= 1 and (k - 1) % 4 == 0 and k < self.num_frames, "num_condition_frames",
-               f"1 + 4j and below `num_frames` ({self.num_frames})", k)
-        _check(self.clip_selector in CLIP_SELECTORS, "clip_selector", f"one of {list(CLIP_SELECTORS)}",
-               self.clip_selector)
-        _check(_is_int(self.clips_per_video) and self.clips_per_video >= 2, "clips_per_video",
-               "an int >= 2 (history + target)", self.clips_per_video)
+        _check(
+            _is_int(k) and k >= 1 and (k - 1) % 4 == 0 and k < self.num_frames,
+            "num_condition_frames",
+            f"1 + 4j and below `num_frames` ({self.num_frames})",
+            k,
+        )
+        _check(
+            self.clip_selector in CLIP_SELECTORS, "clip_selector", f"one of {list(CLIP_SELECTORS)}", self.clip_selector
+        )
+        _check(
+            _is_int(self.clips_per_video) and self.clips_per_video >= 2,
+            "clips_per_video",
+            "an int >= 2 (history + target)",
+            self.clips_per_video,
+        )
 
 
 def _base_type(tp: Any) -> Any:

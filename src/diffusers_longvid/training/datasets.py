@@ -29,6 +29,7 @@ from diffusers.utils import logging
 
 from .manifest import VideoInfo, VideoRecord, load_manifest, probe_video
 
+
 logger = logging.get_logger(__name__)
 
 # Wan's causal VAE keeps the first frame and compresses every following 4 frames into one latent frame.

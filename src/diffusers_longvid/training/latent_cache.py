@@ -32,6 +32,7 @@ from diffusers.utils import logging
 from ..extension import denormalize_latents, normalize_latents  # noqa: F401  (`denormalize_latents`: re-export)
 from .datasets import LongVideoDataset, ShortClipDataset, VideoDecodeError
 
+
 logger = logging.get_logger(__name__)
 
 CACHE_FORMAT = "diffusers-longvid-latent-cache"
@@ -434,7 +435,9 @@ class _ShardBuilder:
         # each clip is encoded on its own by the causal VAE (clips are a batch, never one long video), as the
         # pipeline encodes clips
         if self.sample_mode == "sample":
-            latents = torch.stack([encode_video_latents(self.vae, clip, self.sample_mode, generator) for clip in clips])
+            latents = torch.stack(
+                [encode_video_latents(self.vae, clip, self.sample_mode, generator) for clip in clips]
+            )
         else:
             latents = encode_video_latents(self.vae, torch.stack(clips), self.sample_mode, generator)
         self.tensors[f"{key}.latents"] = (latents[0] if pixel_values.ndim == 4 else latents).to("cpu", self.save_dtype)

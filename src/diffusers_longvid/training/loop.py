@@ -36,6 +36,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from .config import TrainConfig, config_to_dict
 
+
 logger = logging.get_logger(__name__)
 
 CHECKPOINT_PREFIX = "checkpoint-"
@@ -291,13 +292,18 @@ def run_training(spec: TrainingSpec, config: TrainConfig) -> TrainingResult:
         and getattr(accelerator.state.deepspeed_plugin, "zero_stage", 0) == 3
     )
     if sharded and config.use_ema:
-        raise ValueError("`use_ema` is not supported with sharded parameters (FSDP, DeepSpeed ZeRO-3); use DDP or "
-                         "DeepSpeed ZeRO-2.")
+        raise ValueError(
+            "`use_ema` is not supported with sharded parameters (FSDP, DeepSpeed ZeRO-3); use DDP or DeepSpeed ZeRO-2."
+        )
     if sharded and config.validation_steps and config.validation_prompts:
-        raise ValueError("`validation_steps` is not supported with sharded parameters (FSDP, DeepSpeed ZeRO-3): "
-                         "validation runs on one process. Set it to 0 and sample from a saved checkpoint.")
-    logger.info(f"Training on {world_size} process(es), device {accelerator.device}, mixed precision "
-                f"{accelerator.mixed_precision}.")
+        raise ValueError(
+            "`validation_steps` is not supported with sharded parameters (FSDP, DeepSpeed ZeRO-3): "
+            "validation runs on one process. Set it to 0 and sample from a saved checkpoint."
+        )
+    logger.info(
+        f"Training on {world_size} process(es), device {accelerator.device}, mixed precision "
+        f"{accelerator.mixed_precision}."
+    )
 
     # 1. Data first: a bad manifest or cache fails before anything heavy is loaded.
     dataset = spec.build_dataset()

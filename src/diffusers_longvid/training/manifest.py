@@ -23,6 +23,7 @@ from typing import Any
 
 from diffusers.utils import logging
 
+
 logger = logging.get_logger(__name__)
 
 # how many bad lines a `ManifestError` message spells out (all of them stay in `ManifestError.errors`)

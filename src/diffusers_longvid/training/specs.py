@@ -20,6 +20,7 @@ from torch.utils.data import Dataset
 
 from .config import TrainConfig
 
+
 logger = logging.get_logger(__name__)
 
 TRAINING_INFO_NAME = "training_info.json"
@@ -117,8 +118,8 @@ class WanTrainingSpecBase:
         once. The scheduler becomes a `TRFlowScheduler` with the checkpoint's shift (a Wan `UniPCMultistepScheduler`
         config is mapped by `TRFlowScheduler.from_config`)."""
         if self._components is None:
-            from .latent_cache import load_encoders
             from ..schedulers.scheduling_trflow import TRFlowScheduler
+            from .latent_cache import load_encoders
 
             base = self.config.pretrained_model
             if base is None:
@@ -155,8 +156,9 @@ class WanTrainingSpecBase:
         else:
             from .datasets import ShortClipDataset
 
-            dataset = ShortClipDataset(cfg.manifest, height=cfg.height, width=cfg.width, fps=cfg.fps,
-                                       num_frames=cfg.num_frames)
+            dataset = ShortClipDataset(
+                cfg.manifest, height=cfg.height, width=cfg.width, fps=cfg.fps, num_frames=cfg.num_frames
+            )
         self.dataset = dataset
         return dataset
 

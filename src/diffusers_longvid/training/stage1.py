@@ -22,6 +22,7 @@ from .conditioning import novelty_weights, sample_task, shifted_sigmas
 from .config import ExtensionTrainConfig
 from .specs import ClipBatch, WanTrainingSpecBase
 
+
 logger = logging.get_logger(__name__)
 
 

@@ -41,6 +41,7 @@ from .conditioning import novelty_weights, shifted_sigmas
 from .config import CausalLoRATrainConfig
 from .specs import WanTrainingSpecBase, _first, unwrap
 
+
 logger = logging.get_logger(__name__)
 
 

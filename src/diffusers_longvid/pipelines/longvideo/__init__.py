@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ..._lazy import attach_lazy
 
+
 _LAZY_IMPORTS = {
     "LongVideoExtensionPipeline": "pipeline_longvideo_extension",
     "LongVideoClip": "pipeline_output",

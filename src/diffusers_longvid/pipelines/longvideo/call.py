@@ -16,6 +16,7 @@ from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
 from ...extension import num_latent_frames
 from ...validation import check_float, validate_image, validate_video
 
+
 __all__ = ["LongVideoCall"]
 
 # a str prompt with `num_clips` is expanded into a list: bounded, so that a typo cannot allocate gigabytes
@@ -260,9 +261,7 @@ class LongVideoCall:
                     "pass one str for all clips or one per clip."
                 )
         elif negative_prompt is not None and not isinstance(negative_prompt, str):
-            raise TypeError(
-                f"`negative_prompt` must be a str or a list of str, got {type(negative_prompt).__name__}."
-            )
+            raise TypeError(f"`negative_prompt` must be a str or a list of str, got {type(negative_prompt).__name__}.")
         return prompts
 
     def _check_media_and_callbacks(self) -> None:
@@ -281,7 +280,9 @@ class LongVideoCall:
         if isinstance(generator, list):
             bad = [type(g).__name__ for g in generator if not isinstance(g, torch.Generator)]
             if bad:
-                raise TypeError(f"`generator` must be a torch.Generator or a list of them, got a list holding {bad[0]}.")
+                raise TypeError(
+                    f"`generator` must be a torch.Generator or a list of them, got a list holding {bad[0]}."
+                )
             if len(generator) != batch_size:
                 raise ValueError(
                     f"`generator` is a list of {len(generator)} generators but the batch size "

@@ -41,6 +41,7 @@ from .call import LongVideoCall
 from .pipeline_output import LongVideoClip, LongVideoPipelineOutput
 from .state import GenerationState, ResumableRun
 
+
 if is_torch_xla_available():
     import torch_xla.core.xla_model as xm
 
@@ -380,7 +381,7 @@ class LongVideoExtensionPipeline(DiffusionPipeline, WanLoraLoaderMixin):
         | PipelineCallback
         | MultiPipelineCallbacks
         | None = None,
-        callback_on_step_end_tensor_inputs: list[str] = ["latents"],
+        callback_on_step_end_tensor_inputs: list[str] = ["latents"],  # noqa: B006 (diffusers' signature; never mutated)
         callback_on_clip_end: Callable[[Any, int, Any, dict], None] | None = None,
         max_sequence_length: int | None = None,
         kv_cache_clips: int | None = None,
@@ -434,7 +435,7 @@ class LongVideoExtensionPipeline(DiffusionPipeline, WanLoraLoaderMixin):
         | PipelineCallback
         | MultiPipelineCallbacks
         | None = None,
-        callback_on_step_end_tensor_inputs: list[str] = ["latents"],
+        callback_on_step_end_tensor_inputs: list[str] = ["latents"],  # noqa: B006 (diffusers' signature; never mutated)
         callback_on_clip_end: Callable[[Any, int, Any, dict], None] | None = None,
         max_sequence_length: int | None = None,
         kv_cache_clips: int | None = None,

@@ -10,6 +10,7 @@ import PIL.Image
 import torch
 from diffusers.utils import BaseOutput
 
+
 __all__ = ["LongVideoClip", "LongVideoPipelineOutput"]
 
 

@@ -35,6 +35,7 @@ from safetensors.torch import load_file, save_file
 
 from .pipeline_output import LongVideoClip
 
+
 if TYPE_CHECKING:
     from .call import LongVideoCall
 
@@ -182,7 +183,9 @@ def _check_manifest(manifest: dict[str, Any], path: Path) -> None:
             f"{_short(frame_range, 40)}."
         )
     if num_generators < 1 or num_generators != len(devices):
-        raise GenerationStateError(f"{str(path)!r} is inconsistent: {num_generators} generators, {len(devices)} devices.")
+        raise GenerationStateError(
+            f"{str(path)!r} is inconsistent: {num_generators} generators, {len(devices)} devices."
+        )
     if not all(isinstance(device, str) for device in devices):
         raise GenerationStateError(f"{str(path)!r} is damaged: `generator_devices` must be device names.")
     for device in devices:
@@ -223,7 +226,9 @@ def _verify_files(state_dir: Path, manifest: dict[str, Any]) -> None:
         raise GenerationStateError(f"{str(state_dir / MANIFEST_NAME)!r} is damaged: `checksums` is not an object.")
     for name in _named_files(manifest):
         if not isinstance(name, str) or os.path.isabs(name) or ".." in Path(name).parts:
-            raise GenerationStateError(f"{str(state_dir / MANIFEST_NAME)!r} names a file outside the folder: {name!r}.")
+            raise GenerationStateError(
+                f"{str(state_dir / MANIFEST_NAME)!r} names a file outside the folder: {name!r}."
+            )
         path = state_dir / name
         if not path.is_file():
             raise GenerationStateError(
