@@ -69,9 +69,11 @@ VAE_FOR_PRESET=${VAE_FOR_PRESET:-$RUNS/toy_vae/vae}
 # ---------------------------------------------------------------------------------------------------------------
 # The memory world (the shipped preset, docs/toy.md "The memory world"): one large object of 6 colours that is
 # named, leaves, stays away 1-2 clips and comes back with a colour-free prompt.
-# 8. Data: 420 memory_script videos of 6 clips (comeback in clip 4, named again in clip 5), half on plain
-#    backgrounds, half with any texture and background changes: ~30 s. Latent cache with v1's VAE/text encoder: ~4 min.
-"$PY" -m diffusers_longvid.cli toy-data --out "$RUNS/mem_data" --num-videos 420 --num-clips 6 --world memory \
+# 8. Data: 840 memory_script videos of 6 clips (comeback in clip 4, named again in clip 5), half on plain
+#    backgrounds, half with any texture and background changes: ~1 min. Latent cache with v1's VAE/text encoder:
+#    ~10 min. (v2 was trained on the first 420 of these videos; toy-data's seeds count up from --seed, so they are
+#    the same.)
+"$PY" -m diffusers_longvid.cli toy-data --out "$RUNS/mem_data" --num-videos 840 --num-clips 6 --world memory \
   --seed 1000
 "$PY" -m diffusers_longvid.cli cache-latents --kind long --manifest "$RUNS/mem_data/long.jsonl" \
   --model "$RUNS/toy_v1" --out "$RUNS/mem_cache" --height 64 --width 64 --fps 16 --num-frames 17 \
@@ -84,7 +86,19 @@ VAE_FOR_PRESET=${VAE_FOR_PRESET:-$RUNS/toy_vae/vae}
 "$PY" -m diffusers_longvid.cli train-causal-lora --config examples/toy/stage2_memory.yaml \
   --pretrained-model "$RUNS/mem_stage1/final" --latent-cache "$RUNS/mem_cache" --output-dir "$RUNS/mem_stage2" \
   --resume latest
-# 11. The shipped preset.
-"$PY" -m diffusers_longvid.cli toy-assemble --pipeline "$RUNS/mem_stage1/final" --lora "$RUNS/mem_stage2/final" \
+# 11. Preset v2 (shipped until v3): stage 1 + fused stage-2 LoRA. It is also in the git history (then steps 9-10 can
+#     be skipped):  mkdir -p runs/toy_v2 && git archive b37952f src/diffusers_longvid/presets/toy | \
+#       tar -x -C runs/toy_v2 --strip-components 4
+[ -f "$RUNS/toy_v2/model_index.json" ] || "$PY" -m diffusers_longvid.cli toy-assemble \
+  --pipeline "$RUNS/mem_stage1/final" --lora "$RUNS/mem_stage2/final" --out "$RUNS/toy_v2"
+# 12. Stage 1c: 8000 more steps from v2's transformer with the novelty-weighted loss (docs/toy.md; ~14 min alone).
+"$PY" -m diffusers_longvid.cli train-extension --config examples/toy/stage1c_memory.yaml \
+  --pretrained-model "$RUNS/toy_v2" --latent-cache "$RUNS/mem_cache" --output-dir "$RUNS/mem_stage1c" --resume latest
+# 13. Stage 2 again on stage 1c, novelty-weighted, 4000 steps x 4 (~21 min alone).
+"$PY" -m diffusers_longvid.cli train-causal-lora --config examples/toy/stage2c_memory.yaml \
+  --pretrained-model "$RUNS/mem_stage1c/final" --latent-cache "$RUNS/mem_cache" --output-dir "$RUNS/mem_stage2c" \
+  --resume latest
+# 14. The shipped preset (v3).
+"$PY" -m diffusers_longvid.cli toy-assemble --pipeline "$RUNS/mem_stage1c/final" --lora "$RUNS/mem_stage2c/final" \
   --out "${PRESET_OUT:-src/diffusers_longvid/presets/toy}"
 echo "Toy preset written; try: longvid generate --model toy --prompt 'A red circle moves to the right on a navy background.' --num-clips 4 --out toy.mp4" >&2
