@@ -1,9 +1,11 @@
-"""Small shared helpers: optional-dependency checks and logging."""
+"""Small shared helpers: optional-dependency checks, atomic JSON files and logging."""
 
 from __future__ import annotations
 
 import importlib
 import importlib.util
+import json
+import os
 from types import ModuleType
 from typing import Any
 
@@ -56,3 +58,15 @@ def require(import_name: str, feature: str) -> ModuleType:
         hint = f"`pip install diffusers-longvid[{extra}]`" if extra and extra != "core" else f"`pip install {dist}`"
         raise ImportError(f"{feature} needs `{dist}`, which is not installed. Install it with {hint}.")
     return importlib.import_module(import_name)
+
+
+def write_json_atomic(path: str | os.PathLike, data: Any) -> None:
+    """Write `data` as indented JSON to `path` atomically: a `.tmp` file beside it, flushed to disk, then renamed over
+    `path`, so that a reader (or a process killed mid-write) sees the old file or the new one, never half of one."""
+    path = os.fspath(path)
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as handle:
+        json.dump(data, handle, indent=2)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)

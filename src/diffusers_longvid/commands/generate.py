@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from ..utils import GENERATION_DEFAULTS as _GENERATION_DEFAULTS
+from ..utils import write_json_atomic
 from ..validation import check_float, check_int, check_seed
 
 
@@ -231,15 +232,6 @@ def _read_json(path: Path) -> dict[str, Any]:
     return data
 
 
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as handle:
-        json.dump(data, handle, indent=2)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-
-
 def _partial(path: Path) -> Path:
     """Where a job's output grows until it is done: `video.mp4` -> `video.partial.mp4`."""
     return path.with_name(f"{path.stem}.partial{path.suffix}")
@@ -345,7 +337,7 @@ def _write_segment_checksum(segments: Path, name: str, checksum: str) -> None:
     path = segments / _SEGMENT_CHECKSUMS
     checksums = _read_json(path) if path.is_file() else {}
     checksums[name] = checksum
-    _write_json(path, checksums)
+    write_json_atomic(path, checksums)
 
 
 def _verify_segments(state_dir: Path, num_clips_done: int) -> None:
@@ -613,7 +605,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     if state_dir is not None:
         job["args"] = vars(opts)
-        _write_json(Path(state_dir) / _JOB_FILE, job)
+        write_json_atomic(Path(state_dir) / _JOB_FILE, job)
 
     out_path.parent.mkdir(parents=True, exist_ok=True)
     total = opts.num_frames + (len(prompts) - 1) * (opts.num_frames - opts.num_condition_frames)
@@ -621,7 +613,7 @@ def run(args: argparse.Namespace) -> int:
     action = "Generating" if resumed is None else f"Resuming at clip {first + 1} of"
     print(f"{action} {len(prompts)} clips ({total} frames) to {out_path} ...")
     start = time.perf_counter()
-    _write_json(partial_sidecar, record)
+    write_json_atomic(partial_sidecar, record)
     try:
         if segments is None:
             with StreamingVideoWriter(partial_path, fps=opts.fps) as writer:
@@ -642,7 +634,7 @@ def run(args: argparse.Namespace) -> int:
         return 130
     record["finished"] = True
     record["total_seconds"] = time.perf_counter() - start
-    _write_json(partial_sidecar, record)
+    write_json_atomic(partial_sidecar, record)
     # the finished job replaces the previous result: the video first, then the sidecar that describes it
     os.replace(partial_path, out_path)
     os.replace(partial_sidecar, sidecar_path)
@@ -654,7 +646,7 @@ def _clip_done(record: dict[str, Any], clip, num_frames_written: int, sidecar_pa
     record["clips"].append(clip.info)
     record["kv_plan"] = clip.kv_plan
     record["num_frames_written"] = num_frames_written
-    _write_json(sidecar_path, record)
+    write_json_atomic(sidecar_path, record)
     print(
         f"clip {clip.clip_index + 1}/{num_clips}: frames {clip.frame_range[0]}-{clip.frame_range[1] - 1} "
         f"in {clip.seconds:.1f} s, attends {clip.attends}"

@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from ..validation import is_int
+
 
 T = TypeVar("T")
 
@@ -37,10 +39,6 @@ def _check(condition: bool, name: str, requirement: str, value: Any) -> None:
     if not condition:
         flag = "--" + name.replace("_", "-")
         raise ValueError(f"`{name}` ({flag}) must be {requirement}, got {value!r}.")
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _is_number(value: Any) -> bool:
@@ -151,7 +149,7 @@ class TrainConfig:
             "max_train_steps",
             "validation_num_inference_steps",
         ):
-            _check(_is_int(getattr(self, name)) and getattr(self, name) >= 1, name, "an int >= 1", getattr(self, name))
+            _check(is_int(getattr(self, name)) and getattr(self, name) >= 1, name, "an int >= 1", getattr(self, name))
         for name in (
             "lr_warmup_steps",
             "checkpointing_steps",
@@ -162,7 +160,7 @@ class TrainConfig:
             "overfit_batches",
             "seed",
         ):
-            _check(_is_int(getattr(self, name)) and getattr(self, name) >= 0, name, "an int >= 0", getattr(self, name))
+            _check(is_int(getattr(self, name)) and getattr(self, name) >= 0, name, "an int >= 0", getattr(self, name))
         for name in ("learning_rate", "adam_epsilon", "fps", "timestep_shift"):
             value = getattr(self, name)
             _check(_is_number(value) and value > 0, name, "a number > 0", value)
@@ -217,7 +215,7 @@ class ExtensionTrainConfig(TrainConfig):
             self.no_condition_prob,
         )
         _check(
-            _is_int(self.max_condition_frames) and self.max_condition_frames >= 1,
+            is_int(self.max_condition_frames) and self.max_condition_frames >= 1,
             "max_condition_frames",
             "an int >= 1",
             self.max_condition_frames,
@@ -232,7 +230,7 @@ class ExtensionTrainConfig(TrainConfig):
         )
         k = self.validation_num_condition_frames
         _check(
-            _is_int(k) and k >= 1 and (k - 1) % 4 == 0 and k < self.num_frames,
+            is_int(k) and k >= 1 and (k - 1) % 4 == 0 and k < self.num_frames,
             "validation_num_condition_frames",
             f"1 + 4j and below `num_frames` ({self.num_frames})",
             k,
@@ -265,7 +263,7 @@ class CausalLoRATrainConfig(TrainConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _check(_is_int(self.lora_rank) and self.lora_rank >= 1, "lora_rank", "an int >= 1", self.lora_rank)
+        _check(is_int(self.lora_rank) and self.lora_rank >= 1, "lora_rank", "an int >= 1", self.lora_rank)
         _check(
             self.lora_alpha is None or (_is_number(self.lora_alpha) and self.lora_alpha > 0),
             "lora_alpha",
@@ -273,17 +271,17 @@ class CausalLoRATrainConfig(TrainConfig):
             self.lora_alpha,
         )
         _check(
-            _is_int(self.kv_cache_clips) and self.kv_cache_clips >= 1,
+            is_int(self.kv_cache_clips) and self.kv_cache_clips >= 1,
             "kv_cache_clips",
             "an int >= 1",
             self.kv_cache_clips,
         )
         _check(
-            all(_is_int(b) for b in self.cached_blocks), "cached_blocks", "a list of block indices", self.cached_blocks
+            all(is_int(b) for b in self.cached_blocks), "cached_blocks", "a list of block indices", self.cached_blocks
         )
         k = self.num_condition_frames
         _check(
-            _is_int(k) and k >= 1 and (k - 1) % 4 == 0 and k < self.num_frames,
+            is_int(k) and k >= 1 and (k - 1) % 4 == 0 and k < self.num_frames,
             "num_condition_frames",
             f"1 + 4j and below `num_frames` ({self.num_frames})",
             k,
@@ -292,7 +290,7 @@ class CausalLoRATrainConfig(TrainConfig):
             self.clip_selector in CLIP_SELECTORS, "clip_selector", f"one of {list(CLIP_SELECTORS)}", self.clip_selector
         )
         _check(
-            _is_int(self.clips_per_video) and self.clips_per_video >= 2,
+            is_int(self.clips_per_video) and self.clips_per_video >= 2,
             "clips_per_video",
             "an int >= 2 (history + target)",
             self.clips_per_video,

@@ -9,12 +9,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
-import numpy as np
 import torch
 from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
 
 from ...extension import num_latent_frames
-from ...validation import check_float, validate_image, validate_video
+from ...validation import check_float, is_int, validate_image, validate_video
 
 
 __all__ = ["LongVideoCall"]
@@ -22,10 +21,6 @@ __all__ = ["LongVideoCall"]
 # a str prompt with `num_clips` is expanded into a list: bounded, so that a typo cannot allocate gigabytes
 _MAX_CLIPS = 1_000_000
 _OUTPUT_TYPES = ("np", "pil", "pt", "latent")
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 
 
 @dataclass(frozen=True)
@@ -106,24 +101,26 @@ class LongVideoCall:
         prompts = self._checked_prompts(allow_prompt_iterator)
         for name in ("height", "width", "num_frames"):
             value = getattr(self, name)
-            if not _is_int(value) or value < 1:
+            if not is_int(value, allow_numpy=True) or value < 1:
                 raise TypeError(f"`{name}` must be a positive int, got {value!r}.")
-        if not _is_int(self.num_condition_frames):
+        if not is_int(self.num_condition_frames, allow_numpy=True):
             raise TypeError(f"`num_condition_frames` must be an int, got {self.num_condition_frames!r}.")
-        if not _is_int(self.num_inference_steps) or self.num_inference_steps < 1:
+        if not is_int(self.num_inference_steps, allow_numpy=True) or self.num_inference_steps < 1:
             raise ValueError(f"`num_inference_steps` must be a positive int, got {self.num_inference_steps!r}.")
         guidance_scale = self.guidance_scale
         if isinstance(guidance_scale, bool) or not isinstance(guidance_scale, numbers.Real):
             raise TypeError(f"`guidance_scale` must be a float, got {type(guidance_scale).__name__}.")
         check_float("guidance_scale", guidance_scale)  # NaN would silently turn CFG off, inf give a NaN video
-        if not _is_int(self.num_videos_per_prompt) or self.num_videos_per_prompt < 1:
+        if not is_int(self.num_videos_per_prompt, allow_numpy=True) or self.num_videos_per_prompt < 1:
             raise ValueError(f"`num_videos_per_prompt` must be a positive int, got {self.num_videos_per_prompt!r}.")
-        if not _is_int(self.max_sequence_length) or self.max_sequence_length < 1:
+        if not is_int(self.max_sequence_length, allow_numpy=True) or self.max_sequence_length < 1:
             raise ValueError(f"`max_sequence_length` must be a positive int, got {self.max_sequence_length!r}.")
         self._check_media_and_callbacks()
-        if not _is_int(self.kv_cache_clips) or self.kv_cache_clips < 0:
+        if not is_int(self.kv_cache_clips, allow_numpy=True) or self.kv_cache_clips < 0:
             raise ValueError(f"`kv_cache_clips` must be an int >= 0, got {self.kv_cache_clips!r}.")
-        if self.max_cached_clips is not None and (not _is_int(self.max_cached_clips) or self.max_cached_clips < 0):
+        if self.max_cached_clips is not None and (
+            not is_int(self.max_cached_clips, allow_numpy=True) or self.max_cached_clips < 0
+        ):
             raise ValueError(f"`max_cached_clips` must be `None` or an int >= 0, got {self.max_cached_clips!r}.")
         if self.kv_cache_clips > 0 and self.max_cached_clips == 0:
             raise ValueError("`max_cached_clips` must be >= 1 (or `None`) when `kv_cache_clips` > 0.")
@@ -217,7 +214,7 @@ class LongVideoCall:
         """The per-clip prompts: a str is repeated `num_clips` times, a list is one prompt per clip."""
         prompt, num_clips, negative_prompt = self.prompt, self.num_clips, self.negative_prompt
         prompts: list[str] | None
-        if num_clips is not None and (not _is_int(num_clips) or not 1 <= num_clips <= _MAX_CLIPS):
+        if num_clips is not None and (not is_int(num_clips, allow_numpy=True) or not 1 <= num_clips <= _MAX_CLIPS):
             raise ValueError(
                 f"`num_clips` must be an int in [1, {_MAX_CLIPS}] (an iterator of prompts has no limit), got "
                 f"{num_clips!r}."
