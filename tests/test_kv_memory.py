@@ -8,7 +8,7 @@ import torch
 from diffusers.models.transformers.transformer_wan import WanAttnProcessor
 
 from diffusers_longvid.attention import ClipMemory, CrossClipKVCacheConfig, get_cross_clip_kv_cache, rope_frame_offset
-from diffusers_longvid.selection import ClipSelector, RecentSelector
+from diffusers_longvid.selection import ClipPlan, ClipSelector, RecentSelector
 from diffusers_longvid.testing import get_tiny_transformer
 
 
@@ -37,8 +37,9 @@ def make_inputs(clip: int, frames: int = 2, size: int = 4) -> dict[str, torch.Te
     }
 
 
-def generate_clip(memory, transformer, n, prompt, inputs, offset, steps=2):
-    """What the pipeline does for one clip (two CFG branches, `steps` denoising forwards, then recording)."""
+def generate_clip(memory, transformer, n, prompt, inputs, offset, steps=2, ended=None):
+    """What the pipeline does for one clip (two CFG branches, `steps` denoising forwards, then recording); the clip's
+    `ClipPlan` (what `end_clip` returns) is appended to `ended` if given."""
     attended = memory.begin_clip(n, prompt)
     outputs = {}
     with rope_frame_offset(transformer, offset):
@@ -52,7 +53,9 @@ def generate_clip(memory, transformer, n, prompt, inputs, offset, steps=2):
             for branch in ("cond", "uncond"):
                 with memory.branch(branch), memory.recording():
                     transformer(timestep=torch.tensor([0]), **inputs)
-    memory.end_clip(n)
+    entry = memory.end_clip(n)
+    if ended is not None:
+        ended.append(entry)
     return attended, outputs
 
 
@@ -70,8 +73,9 @@ def test_constant_memory_over_30_clips(transformer, streaming):
     # 2 latent frames of 2x2 patches = 8 tokens, 2 heads x 12 dims, fp32: K and V per block per branch.
     per_clip_bytes = 2 * 8 * 24 * 4 * len(memory.cache.block_indices) * 2
     held_before: list[int] = []
+    ended = []
     for n, prompt in enumerate(prompts):
-        attended, _ = generate_clip(memory, transformer, n, prompt, make_inputs(n), offset=2 * n)
+        attended, _ = generate_clip(memory, transformer, n, prompt, make_inputs(n), offset=2 * n, ended=ended)
         assert set(attended) <= set(held_before) and len(attended) <= 5
         held = memory.stored_clips()
         assert len(held) <= 5
@@ -81,6 +85,10 @@ def test_constant_memory_over_30_clips(transformer, streaming):
     summary = memory.plan_summary()
     assert [s["clip"] for s in summary] == list(range(30))
     assert set(summary[0]) == {"clip", "prompt", "attends", "stored", "evicted"}
+    # typed: `end_clip` returns each clip's `ClipPlan`, `clip_plans()` all of them, `plan_summary()` their dicts
+    plans = memory.clip_plans()
+    assert all(type(entry) is ClipPlan for entry in plans) and [e.to_dict() for e in plans] == summary
+    assert [entry.clip for entry in ended] == list(range(30)) and ended == plans
     if streaming:
         assert all(len(s["attends"]) == min(n, 5) for n, s in enumerate(summary))
     else:
@@ -184,8 +192,8 @@ def test_misuse_raises_and_inactive_memory_is_a_no_op(transformer):
     assert inactive.begin_clip(0, "a") == []
     with inactive.branch("uncond"), inactive.recording():
         pass
-    inactive.end_clip(0)
-    assert inactive.plan_summary() == [] and inactive.kv_bytes() == 0
+    assert inactive.end_clip(0) is None
+    assert inactive.plan_summary() == [] and inactive.clip_plans() == [] and inactive.kv_bytes() == 0
     with ClipMemory(transformer, kv_cache_clips=1, clip_selector=RecentSelector()) as scoped:
         assert scoped.active
     assert not scoped.active and get_cross_clip_kv_cache(transformer) is None

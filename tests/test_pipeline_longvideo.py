@@ -10,7 +10,9 @@ import pytest
 import torch
 
 from diffusers_longvid import LongVideoExtensionPipeline, LongVideoPipelineOutput, TRFlowScheduler
+from diffusers_longvid.attention.rope import OffsetWanRotaryPosEmbed
 from diffusers_longvid.extension import denormalize_latents, prepare_extension_condition
+from diffusers_longvid.selection import ClipPlan, RecentSelector
 from diffusers_longvid.testing import get_dummy_components
 
 
@@ -175,7 +177,7 @@ def test_rope_offsets_run_past_rope_max_seq_len():
     assert out.frames.shape[1] == 41 and np.isfinite(out.frames).all()
     # clip n starts at latent n * (L - Lc) = 2n: the last clip reaches position 10 > rope_max_seq_len = 4
     assert offsets == [0, 0, 2, 2, 4, 4, 6, 6, 8, 8]
-    assert pipe.transformer.rope.frame_offset == 0
+    assert not isinstance(pipe.transformer.rope, OffsetWanRotaryPosEmbed)  # the stock module is back
 
 
 @pytest.mark.parametrize("mode", ["image", "video"])
@@ -333,6 +335,7 @@ class FakeClipMemory:
 
     def end_clip(self, clip_index):
         self.events.append(("end", clip_index))
+        return ClipPlan.from_state(self._summary[clip_index])
 
     def plan_summary(self):
         return [dict(entry) for entry in self._summary]
@@ -421,6 +424,30 @@ def test_real_clip_memory_with_recent_selector(tmp_path):
     last_step = loaded(PROMPTS[:3], **call_kwargs())
     assert [entry["attends"] for entry in last_step.kv_plan] == [[], [0], [0, 1]]
     assert last_step.frames.shape == (1, 25, H, W, 3)
+
+
+@pytest.mark.parametrize("kv_cache_clips", [0, 2])
+def test_a_generation_puts_the_stock_rotary_embedding_back(kv_cache_clips):
+    # the clip loop swaps in the RoPE offset module; after a generation (finished, failed or dropped) the
+    # transformer has its own rotary embedding again, the same object, with or without the KV cache
+    pipe = make_pipe(36)
+    stock = pipe.transformer.rope
+    memory_kwargs = dict(kv_cache_clips=kv_cache_clips, clip_selector=RecentSelector() if kv_cache_clips else None)
+    pipe(PROMPTS[:2], **call_kwargs(), **memory_kwargs)
+    assert pipe.transformer.rope is stock
+
+    def crash(pipe, step, timestep, tensors):
+        raise RuntimeError("simulated failure")
+
+    with pytest.raises(RuntimeError, match="simulated failure"):
+        pipe(PROMPTS[:2], **call_kwargs(), callback_on_step_end=crash, **memory_kwargs)
+    assert pipe.transformer.rope is stock
+
+    clips = pipe.generate_clips(PROMPTS[:3], **call_kwargs(), **memory_kwargs)
+    next(clips)
+    assert isinstance(pipe.transformer.rope, OffsetWanRotaryPosEmbed)  # while the video is being generated
+    clips.close()
+    assert pipe.transformer.rope is stock
 
 
 def get_kv_processors(pipe):

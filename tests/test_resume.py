@@ -9,7 +9,8 @@ import torch
 from diffusers_longvid import LongVideoExtensionPipeline
 from diffusers_longvid.attention.kv_cache import CrossClipKVCacheConfig
 from diffusers_longvid.cli import main
-from diffusers_longvid.pipelines.longvideo.state import GenerationState
+from diffusers_longvid.memory import ProbedClipPlan
+from diffusers_longvid.pipelines.longvideo.state import GenerationState, GenerationStateError
 from diffusers_longvid.selection import RecentSelector
 from diffusers_longvid.selection.planner import KVStoragePlanner
 from diffusers_longvid.testing import get_dummy_components
@@ -98,6 +99,29 @@ def test_resume_after_a_crash_inside_a_clip_returns_the_whole_video(pipe36, stra
     # a finished state resumes to the same video with nothing left to generate; latents come back as saved
     latents = pipe36(PROMPTS, state_dir=tmp_path, resume=True, output_type="latent", **KWARGS).frames
     assert len(latents) == 6 and latents[0].shape == (1, 16, 3, 2, 2)
+
+
+def test_the_state_holds_typed_plan_entries_and_resumes_the_attention_probe(tmp_path):
+    # with the attention probe on, the plan entries carry the measured shares (`ProbedClipPlan`): the state holds
+    # them typed, writes them as the public dicts, and a resumed run reports the finished clips' shares as measured
+    config = CrossClipKVCacheConfig(probe_attention=True)
+    pipe = make_pipe(36, kv_cache_config=config)
+    straight = pipe(PROMPTS[:4], generator=generator(), **KWARGS)
+    assert straight.kv_plan[2]["attention"] and set(straight.kv_plan[2]) >= {"clip", "attends", "attention"}
+    clips = pipe.generate_clips(PROMPTS[:4], generator=generator(), state_dir=tmp_path, **KWARGS)
+    first = [next(clips) for _ in range(3)]
+    clips.close()
+    state = GenerationState.load(tmp_path)
+    assert all(isinstance(entry, ProbedClipPlan) for entry in state.clip_plans)
+    assert state.kv_plan == straight.kv_plan[:3] == first[-1].kv_plan  # int keys again after the JSON round trip
+    rest = list(pipe.generate_clips(PROMPTS[:4], generator=generator(), state_dir=tmp_path, resume=True, **KWARGS))
+    assert rest[-1].kv_plan == straight.kv_plan
+
+    manifest = json.loads((tmp_path / "state.json").read_text())
+    manifest["kv_plan"][1] = {"clip": 1}
+    (tmp_path / "state.json").write_text(json.dumps(manifest))
+    with pytest.raises(GenerationStateError, match="an entry of `kv_plan` is unreadable"):
+        GenerationState.load(tmp_path, verify=False)
 
 
 def test_resume_replacement_mode_last_step_recording_and_a_batch(pipe16, tmp_path):

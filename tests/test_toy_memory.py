@@ -1,10 +1,13 @@
 """The memory benchmark's metric (`toy.memory`), the memory world's scripts and the attention-share probe."""
 
+import json
+
 import numpy as np
 import pytest
 import torch
 
 from diffusers_longvid.attention import ClipMemory, CrossClipKVCacheConfig, rope_frame_offset
+from diffusers_longvid.memory import ProbedClipPlan, clip_plan_from_dict
 from diffusers_longvid.selection import RecentSelector
 from diffusers_longvid.testing import get_tiny_transformer
 from diffusers_longvid.toy import COLORS, MEMORY_COLORS, is_reentry, memory_script, render_script_clips
@@ -131,6 +134,8 @@ def test_markdown_has_table_and_chance():
 
 # ------------------------------------------------------------------ the attention-share probe
 def _run_clips(memory, transformer, num_clips=4, steps=2):
+    """Generate `num_clips` clips as the pipeline does; returns what `end_clip` returned for each."""
+    ended = []
     for n in range(num_clips):
         g = torch.Generator().manual_seed(n)
         inputs = {
@@ -148,7 +153,8 @@ def _run_clips(memory, transformer, num_clips=4, steps=2):
                     continue
                 with memory.branch(branch), memory.recording():
                     transformer(timestep=torch.tensor([0]), **inputs)
-        memory.end_clip(n)
+        ended.append(memory.end_clip(n))
+    return ended
 
 
 @torch.no_grad()
@@ -161,9 +167,13 @@ def test_attention_shares_sum_to_one_and_match_explicit_softmax():
         config=CrossClipKVCacheConfig(probe_attention=True),
     )
     memory.plan([f"clip {n}" for n in range(4)])
-    _run_clips(memory, transformer)
+    ended = _run_clips(memory, transformer)
     plan = memory.plan_summary()
     assert plan[0]["attention"] == {}  # clip 0 attends no history
+    # typed: the shares are a field of the entries `end_clip` returned, and survive a JSON round trip
+    assert all(isinstance(entry, ProbedClipPlan) for entry in ended) and memory.clip_plans() == ended
+    assert [entry.to_dict() for entry in ended] == plan and ended[2].attention == memory.attention_shares(2)
+    assert [clip_plan_from_dict(json.loads(json.dumps(entry))) for entry in plan] == ended
     for entry in plan[1:]:
         shares = entry["attention"]
         assert sorted(shares) == list(memory.cache.block_indices)

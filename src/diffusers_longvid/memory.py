@@ -7,13 +7,15 @@ importable (re-exports).
 
 Per clip `n` the pipeline calls `begin_clip(n, prompt)`, runs its forwards under `branch("cond")` /
 `branch("uncond")`, records under `recording()` (the last denoising step, or one extra clean forward at timestep 0)
-and calls `end_clip(n)`. See `docs/kv_cache.md`.
+and calls `end_clip(n)`, which returns the clip's `ClipPlan` (a `ProbedClipPlan`, with the measured attention
+shares, under `CrossClipKVCacheConfig(probe_attention=True)`). See `docs/kv_cache.md`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 import torch
@@ -25,11 +27,55 @@ from .attention.kv_cache import CFGBranch, CrossClipKVCache, CrossClipKVCacheCon
 from .attention.processor import disable_cross_clip_kv_cache, enable_cross_clip_kv_cache, get_cross_clip_kv_cache
 from .selection.planner import ClipPlan, KVPlan, KVStoragePlanner
 from .selection.selectors import ClipSelector
+from .validation import is_int
 
 
 logger = logging.get_logger(__name__)  # pylint: disable=invalid-name
 
-__all__ = ["ClipMemory"]
+__all__ = ["ClipMemory", "ProbedClipPlan", "clip_plan_from_dict"]
+
+
+@dataclass(frozen=True)
+class ProbedClipPlan(ClipPlan):
+    """A [`ClipPlan`] with the attention shares measured while its clip was generated
+    (`CrossClipKVCacheConfig(probe_attention=True)`).
+
+    Attributes:
+        attention (`dict[int, dict]`): Per cached block, `{"history": {clip: share}, "current": share, "forwards": n}`
+            (see [`ClipMemory.attention_shares`]); empty when the clip attended no history.
+    """
+
+    attention: dict[int, dict[str, Any]] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """`ClipPlan.to_dict()` plus `"attention"` (a copy; JSON-serialisable once its int keys become strings)."""
+        attention = {block: {**shares, "history": dict(shares["history"])} for block, shares in self.attention.items()}
+        return {**super().to_dict(), "attention": attention}
+
+    @classmethod
+    def from_state(cls, data: dict[str, Any]) -> ProbedClipPlan:
+        """Inverse of `to_state` / `to_dict`, also after a JSON round trip (block and clip keys back to ints)."""
+        entry = super().from_state(data)
+        try:
+            attention = {
+                int(block): {
+                    "history": {int(clip): float(share) for clip, share in shares["history"].items()},
+                    "current": float(shares["current"]),
+                    "forwards": int(shares["forwards"]),
+                }
+                for block, shares in data.get("attention", {}).items()
+            }
+        except (AttributeError, KeyError, TypeError, ValueError) as error:
+            raise ValueError(f"Not a `ProbedClipPlan` state: {data!r} ({error}).") from None
+        return replace(entry, attention=attention)
+
+
+def clip_plan_from_dict(data: dict[str, Any]) -> ClipPlan:
+    """The typed entry of one `kv_plan` dict (`ClipPlan.to_dict()`, e.g. read back from JSON): a [`ProbedClipPlan`]
+    when it has `"attention"`, else a `ClipPlan`. Raises `ValueError` for anything else."""
+    if not isinstance(data, dict):
+        raise ValueError(f"Not a `ClipPlan` dict: {data!r}.")
+    return ProbedClipPlan.from_state(data) if "attention" in data else ClipPlan.from_state(data)
 
 
 class ClipMemory:
@@ -61,7 +107,7 @@ class ClipMemory:
         clip_selector: ClipSelector | None = None,
         config: CrossClipKVCacheConfig | None = None,
     ) -> None:
-        if isinstance(kv_cache_clips, bool) or not isinstance(kv_cache_clips, int) or kv_cache_clips < 0:
+        if not is_int(kv_cache_clips) or kv_cache_clips < 0:
             raise ValueError(f"`kv_cache_clips` must be an int >= 0, got {kv_cache_clips!r}.")
         if config is None:
             config = CrossClipKVCacheConfig()
@@ -186,10 +232,14 @@ class ClipMemory:
         with self._cache.recording():
             yield
 
-    def end_clip(self, clip_index: int) -> None:
-        """Store / evict per plan. Afterwards at most `max_cached_clips` clips are held."""
+    def end_clip(self, clip_index: int) -> ClipPlan | None:
+        """Store / evict per plan. Afterwards at most `max_cached_clips` clips are held.
+
+        Returns:
+            The clip's [`ClipPlan`] (a [`ProbedClipPlan`] with `probe_attention=True`); `None` when inactive.
+        """
         if not self.active:
-            return
+            return None
         if self._current != clip_index:
             raise RuntimeError(f"`end_clip({clip_index})` without a matching `begin_clip({clip_index}, ...)`.")
         stores = self._planner.stores(clip_index)
@@ -200,7 +250,7 @@ class ClipMemory:
             )
         if self.config.probe_attention:
             self._attention[clip_index] = self._cache.pop_attention_shares()
-        entry: ClipPlan = self._planner.end_clip(clip_index)
+        entry = self._planner.end_clip(clip_index)
         self._cache.release_working_memory()
         for clip in entry.evicted:
             self._cache.evict(clip)
@@ -213,6 +263,7 @@ class ClipMemory:
         held = self._cache.stored_clips()
         if len(held) > self._planner.max_cached_clips or held != list(self._planner.held):
             raise RuntimeError(f"KV memory out of sync with the plan: holds {held}, plan {self._planner.held}.")
+        return self._reported(entry)
 
     # ------------------------------------------------------------------ saving and restoring (resumable generation)
     def export_state(self) -> dict[str, Any] | None:
@@ -253,17 +304,25 @@ class ClipMemory:
         self._planned = True
 
     # ------------------------------------------------------------------ reporting
-    def plan_summary(self) -> list[dict[str, Any]]:
-        """One dict per finished clip: `{"clip", "prompt", "attends", "stored", "evicted"}`, plus `"attention"` with
-        `CrossClipKVCacheConfig(probe_attention=True)`: `{block: {"history": {clip: share}, "current": share,
-        "forwards": n}}` (see `attention_shares`)."""
+    def clip_plans(self) -> list[ClipPlan]:
+        """The [`ClipPlan`] of every finished clip, in order: what `end_clip` returned for each ([`ProbedClipPlan`]s
+        with `CrossClipKVCacheConfig(probe_attention=True)`; clips restored by `import_state` then carry no shares)."""
         if self._planner is None:
             return []
-        summary = [entry.to_dict() for entry in self._planner.history]
-        if self.config.probe_attention:
-            for entry in summary:
-                entry["attention"] = self.attention_shares(entry["clip"])
-        return summary
+        return [self._reported(entry) for entry in self._planner.history]
+
+    def plan_summary(self) -> list[dict[str, Any]]:
+        """`clip_plans()` as dicts: `{"clip", "prompt", "attends", "stored", "evicted"}`, plus `"attention"` with
+        `CrossClipKVCacheConfig(probe_attention=True)`: `{block: {"history": {clip: share}, "current": share,
+        "forwards": n}}` (see `attention_shares`)."""
+        return [entry.to_dict() for entry in self.clip_plans()]
+
+    def _reported(self, entry: ClipPlan) -> ClipPlan:
+        """The planner's entry of a clip as reported: with its attention shares when the probe is on."""
+        if not self.config.probe_attention:
+            return entry
+        plan = {f.name: getattr(entry, f.name) for f in fields(ClipPlan)}
+        return ProbedClipPlan(**plan, attention=self.attention_shares(entry.clip))
 
     def attention_shares(self, clip_index: int) -> dict[int, dict[str, Any]]:
         """With `CrossClipKVCacheConfig(probe_attention=True)`: per cached block, the share of the attention mass that

@@ -100,7 +100,7 @@ def enable_rope_offset(transformer: nn.Module) -> OffsetWanRotaryPosEmbed:
     """Swap `transformer.rope` for an `OffsetWanRotaryPosEmbed` (idempotent; no diffusers file is edited).
 
     The replaced module is kept and put back by [`disable_rope_offset`] (which `disable_cross_clip_kv_cache`, and so
-    `ClipMemory.close()`, call). The rope module holds no weights (its stock table is a non-persistent buffer), so
+    `ClipMemory.close()`, call, and `LongVideoExtensionPipeline` at the end of every generation). The rope module holds no weights (its stock table is a non-persistent buffer), so
     `save_pretrained` / `from_pretrained` are unaffected.
     """
     rope = transformer.rope

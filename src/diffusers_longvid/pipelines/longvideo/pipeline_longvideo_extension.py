@@ -29,14 +29,14 @@ from diffusers.video_processor import VideoProcessor
 from tqdm.auto import tqdm
 from transformers import AutoTokenizer, PreTrainedModel
 
-from ...attention.rope import rope_frame_offset
+from ...attention.rope import disable_rope_offset, rope_frame_offset
 from ...extension import denormalize_latents, num_latent_frames, prepare_extension_condition
 
 # diffusers only loads a saved component whose module is already imported: a pipeline folder saved with our
 # scheduler names `diffusers_longvid.schedulers.scheduling_trflow`, so importing the pipeline imports it.
 from ...schedulers import scheduling_trflow as _scheduling_trflow  # noqa: F401
 from ...selection.planner import ClipPlan
-from ...validation import validate_image, validate_video
+from ...validation import is_int, validate_image, validate_video
 from .call import LongVideoCall
 from .pipeline_output import LongVideoClip, LongVideoPipelineOutput
 from .state import GenerationState, ResumableRun
@@ -269,7 +269,7 @@ class LongVideoExtensionPipeline(DiffusionPipeline, WanLoraLoaderMixin):
         """The largest `max_sequence_length` a call accepts: the tokenizer's `model_max_length` when it reports a
         real limit, else 512 (Wan2.1's length); longer prompts only pad, and cost memory quadratically."""
         limit = getattr(getattr(self, "tokenizer", None), "model_max_length", None)
-        return int(limit) if isinstance(limit, int) and 0 < limit <= 100_000 else 512
+        return int(limit) if is_int(limit) and 0 < limit <= 100_000 else 512
 
     @property
     def default_max_sequence_length(self) -> int:
@@ -277,7 +277,7 @@ class LongVideoExtensionPipeline(DiffusionPipeline, WanLoraLoaderMixin):
         length; tokenizers without a limit report a huge number). A model must be sampled with the length it was
         trained with, since the zero-padded positions take part in cross-attention."""
         limit = getattr(getattr(self, "tokenizer", None), "model_max_length", None)
-        return int(limit) if isinstance(limit, int) and 0 < limit < 512 else 512
+        return int(limit) if is_int(limit) and 0 < limit < 512 else 512
 
     @property
     def guidance_scale(self):
@@ -831,11 +831,10 @@ class LongVideoExtensionPipeline(DiffusionPipeline, WanLoraLoaderMixin):
 
                     # 8. Store and evict K/V as planned
                     if memory is not None and not self.interrupt:
-                        memory.end_clip(clip_index)
-                        position.kv_plan = memory.plan_summary()
+                        position.clip_plans.append(memory.end_clip(clip_index))
                     else:  # no KV cache, or an interrupted clip (not stored)
                         entry = ClipPlan(clip_index, clip_prompt, tuple(attends), tuple(attends), False, ())
-                        position.kv_plan.append(entry.to_dict())
+                        position.clip_plans.append(entry)
 
                     # 9. Decode this clip (never the whole video), keep its last frames as the next condition
                     clip = self._finish_clip(call, clip_index, clip_prompt, latents, attends, position, start_time)
@@ -853,6 +852,7 @@ class LongVideoExtensionPipeline(DiffusionPipeline, WanLoraLoaderMixin):
         finally:
             if memory is not None:
                 memory.close()
+            disable_rope_offset(self.transformer)  # the stock rotary embedding is back, with or without a memory
             self._current_clip_index = None
             self._current_timestep = None
             # Offload all models
@@ -968,7 +968,7 @@ class LongVideoExtensionPipeline(DiffusionPipeline, WanLoraLoaderMixin):
             num_condition_frames=num_known,
             attends=attends,
             seconds=time.perf_counter() - start_time,
-            kv_plan=list(position.kv_plan),
+            kv_plan=[entry.to_dict() for entry in position.clip_plans],
         )
         scale_t = self.vae_scale_factor_temporal
         position.num_clips_done, position.next_frame = clip_index + 1, position.next_frame + kept

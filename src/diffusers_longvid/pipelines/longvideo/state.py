@@ -33,6 +33,9 @@ import torch
 from diffusers.utils import logging
 from safetensors.torch import load_file, save_file
 
+from ...memory import clip_plan_from_dict
+from ...selection.planner import ClipPlan
+from ...utils import write_json_atomic
 from .pipeline_output import LongVideoClip
 
 
@@ -105,15 +108,6 @@ def _fsync(path: Path) -> None:
         os.fsync(handle.fileno())
 
 
-def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as handle:
-        json.dump(data, handle, indent=2)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-
-
 def _save_tensors_atomic(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> str:
     """Write a safetensors file atomically; returns its SHA-256."""
     plain: dict[str, torch.Tensor] = {}
@@ -142,6 +136,14 @@ def _load_tensors(path: Path) -> dict[str, torch.Tensor]:
         return load_file(str(path))
     except Exception as error:  # safetensors raises its own SafetensorError (not an OSError) for a damaged file
         raise GenerationStateError(f"The generation state file {str(path)!r} cannot be read: {error}.") from None
+
+
+def _clip_plans(entries: list[Any], path: Path) -> list[ClipPlan]:
+    """The manifest's `kv_plan` dicts as typed entries."""
+    try:
+        return [clip_plan_from_dict(entry) for entry in entries]
+    except ValueError as error:
+        raise GenerationStateError(f"{str(path)!r} is damaged: an entry of `kv_plan` is unreadable. {error}") from None
 
 
 def _manifest_field(manifest: dict[str, Any], key: str, kind: type | tuple[type, ...], path: Path) -> Any:
@@ -261,7 +263,9 @@ class GenerationState:
             `latents`, ...
         prompts (`list[str]`): The prompts of the finished clips.
         clips (`list[dict]`): [`LongVideoClip.info`] of each finished clip.
-        kv_plan (`list[dict]`): The KV storage plan summary so far (see [`LongVideoPipelineOutput`]).
+        clip_plans (`list[ClipPlan]`):
+            The KV storage plan of each finished clip ([`ProbedClipPlan`] with the attention probe on); `kv_plan` is
+            the same as dicts.
         next_frame (`int`): First stitched frame of the next clip.
         latent_offset (`int`): Global latent index (RoPE temporal offset) of the next clip's first latent frame.
         condition_pixels (`torch.Tensor`, *optional*):
@@ -280,7 +284,7 @@ class GenerationState:
     settings: dict[str, Any]
     prompts: list[str]
     clips: list[dict[str, Any]]
-    kv_plan: list[dict[str, Any]]
+    clip_plans: list[ClipPlan]
     next_frame: int
     latent_offset: int
     condition_pixels: torch.Tensor | None
@@ -304,12 +308,18 @@ class GenerationState:
             settings=settings if settings is not None else {},
             prompts=[],
             clips=[],
-            kv_plan=[],
+            clip_plans=[],
             next_frame=0,
             latent_offset=0,
             condition_pixels=condition_pixels,
             device=device,
         )
+
+    @property
+    def kv_plan(self) -> list[dict[str, Any]]:
+        """The KV storage plan summary so far, one dict per finished clip (see [`LongVideoPipelineOutput`]): the
+        `to_dict()` of `clip_plans`."""
+        return [entry.to_dict() for entry in self.clip_plans]
 
     # ------------------------------------------------------------------ reading
     @staticmethod
@@ -363,7 +373,7 @@ class GenerationState:
             settings=manifest["settings"],
             prompts=list(manifest["prompts"]),
             clips=list(manifest["clips"]),
-            kv_plan=list(manifest["kv_plan"]),
+            clip_plans=_clip_plans(manifest["kv_plan"], manifest_path),
             next_frame=int(manifest["next_frame"]),
             latent_offset=int(manifest["latent_offset"]),
             condition_pixels=carry.get("condition_pixels"),
@@ -526,7 +536,7 @@ class GenerationStateWriter:
             "memory": memory_meta,
             "checksums": checksums,
         }
-        _write_json_atomic(folder / MANIFEST_NAME, manifest)
+        write_json_atomic(folder / MANIFEST_NAME, manifest)
 
         # only now is it safe to delete what the new manifest does not name
         for stale_clip in set(self._kv_files) - set(kv_files):
@@ -699,7 +709,7 @@ class ResumableRun:
             settings=self.settings,
             prompts=list(resumed.prompts),
             clips=[dict(info) for info in resumed.clips],
-            kv_plan=[dict(entry) for entry in resumed.kv_plan],
+            clip_plans=list(resumed.clip_plans),
             condition_pixels=resumed.condition_pixels.to(vae_device),
             device=str(device),
         )
@@ -762,5 +772,5 @@ class ResumableRun:
                 num_condition_frames=int(info["num_condition_frames"]),
                 attends=list(info["attends"]),
                 seconds=float(info["seconds"]),
-                kv_plan=[dict(entry) for entry in state.kv_plan[: clip_index + 1]],
+                kv_plan=[entry.to_dict() for entry in state.clip_plans[: clip_index + 1]],
             )
