@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import subprocess
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from types import TracebackType
 from typing import Any
 
@@ -22,50 +22,107 @@ import PIL.Image
 from .utils import require
 
 
-__all__ = ["StreamingVideoWriter", "concat_videos", "read_video", "to_uint8_frames", "write_video"]
+__all__ = [
+    "StreamingVideoWriter",
+    "concat_videos",
+    "iter_video_frames",
+    "read_video",
+    "to_uint8_frames",
+    "write_video",
+]
 
 
-def to_uint8_frames(frames: Any, batch_index: int | None = None) -> np.ndarray:
+_CHANNELS = (1, 3)
+# float frames may overshoot [0, 1] by this much (rounding) before `strict` conversion calls them out of range
+_FLOAT_TOLERANCE = 1e-3
+
+
+def _is_torch_tensor(value: Any) -> bool:
+    # without importing torch: a numpy-only caller never pays for it
+    return type(value).__module__.startswith("torch") and hasattr(value, "detach")
+
+
+def to_uint8_frames(
+    frames: Any, batch_index: int | None = None, *, strict: bool = False, name: str = "frames"
+) -> np.ndarray:
     r"""
-    Convert frames to a `uint8` array of shape `(frames, height, width, 3)`.
+    Convert frames to a `uint8` array of shape `(frames, height, width, 3)`: the one frame conversion of the package
+    (the writers here, and `diffusers_longvid.evaluation.video.to_uint8_frames` with `strict=True`).
 
     Args:
-        frames: One of: a `np.ndarray` `(frames, H, W, C)` (float in [0, 1] or uint8), a `torch.Tensor`
-            `(frames, C, H, W)` (float in [0, 1]), a list of PIL images, or the batched forms the pipeline returns
-            (`(batch, frames, ...)` arrays/tensors, a list of lists of PIL images) together with `batch_index`.
-        batch_index (`int`, *optional*): Which video of a batch to take. Required for batched input.
+        frames: One of: a `np.ndarray` `(frames, H, W, C)` (or `(frames, C, H, W)`, or `(frames, H, W)` grey), a
+            `torch.Tensor` `(frames, C, H, W)` (or channels last), a list of PIL images or of `(H, W, C)` arrays /
+            `(C, H, W)` tensors, or the batched forms the pipeline returns (`(batch, frames, ...)` arrays/tensors, a
+            list of lists of PIL images) together with `batch_index`. `uint8` values are used as they are, floating
+            point values are in `[0, 1]`; one channel is repeated into three.
+        batch_index (`int`, *optional*): Which video of a batch to take. Required for batched input, ignored for
+            unbatched input.
+        strict (`bool`, *optional*, defaults to `False`):
+            What happens to frames outside those rules. `False` (writing): float values are clipped to `[0, 1]`,
+            other numeric dtypes are read as floats, an empty list gives 0 frames and other channel counts pass
+            through. `True` (measuring): float values outside `[0, 1]` (beyond rounding) or not finite, dtypes other
+            than `uint8` / floating point, an empty list and channel counts other than 1 or 3 raise.
+        name (`str`, *optional*, defaults to `"frames"`): The argument's name in error messages.
     """
-    if isinstance(frames, list) and frames and isinstance(frames[0], list):
+    if isinstance(frames, (list, tuple)) and frames and all(isinstance(f, (list, tuple)) for f in frames):
         if batch_index is None:
-            raise ValueError("`frames` is a batch (a list of lists of PIL images): pass `batch_index`.")
+            raise ValueError(f"`{name}` is a batch (a list of lists of PIL images): pass `batch_index`.")
         frames = frames[batch_index]
-    if isinstance(frames, list):
-        if not all(isinstance(f, PIL.Image.Image) for f in frames):
-            raise TypeError("`frames` as a list must hold PIL images.")
-        return np.stack([np.asarray(f.convert("RGB")) for f in frames]) if frames else np.zeros((0, 0, 0, 3), np.uint8)
-    if not isinstance(frames, np.ndarray):
-        import torch
+    if isinstance(frames, (list, tuple)):
+        if not frames:
+            if strict:
+                raise ValueError(f"`{name}` is an empty list.")
+            return np.zeros((0, 0, 0, 3), np.uint8)
+        converted = []
+        for frame in frames:
+            if isinstance(frame, PIL.Image.Image):
+                converted.append(np.asarray(frame.convert("RGB")))
+            elif isinstance(frame, np.ndarray) or _is_torch_tensor(frame):
+                converted.append(to_uint8_frames(frame[None], strict=strict, name=name)[0])
+            else:
+                raise TypeError(
+                    f"`{name}` as a list must hold PIL images or arrays, got an item of type {type(frame).__name__}."
+                )
+        if len({f.shape for f in converted}) != 1:
+            raise ValueError(f"All frames of `{name}` must have the same size.")
+        return np.stack(converted)
+    if _is_torch_tensor(frames):
+        tensor = frames.detach().cpu()
+        array = (tensor.float() if tensor.dtype.is_floating_point else tensor).numpy()
+    elif isinstance(frames, np.ndarray):
+        array = frames
+    else:
+        raise TypeError(
+            f"`{name}` must be a np.ndarray, a torch.Tensor or a list of PIL images, got {type(frames).__name__}."
+        )
 
-        if not isinstance(frames, torch.Tensor):
-            raise TypeError(
-                f"`frames` must be a np.ndarray, a torch.Tensor or a list of PIL images, got {type(frames).__name__}."
-            )
-        channels_first = frames.ndim in (4, 5) and frames.shape[-3] in (1, 3) and frames.shape[-1] not in (1, 3)
-        frames = frames.detach().float().cpu()
-        if channels_first:
-            frames = frames.movedim(-3, -1)
-        frames = frames.numpy()
-    if frames.ndim == 5:
+    if array.ndim == 5:
         if batch_index is None:
-            raise ValueError(f"`frames` has a batch dimension (shape {frames.shape}): pass `batch_index`.")
-        frames = frames[batch_index]
-    if frames.ndim != 4:
-        raise ValueError(f"`frames` must have shape `(frames, height, width, channels)`, got {frames.shape}.")
-    if frames.shape[-1] == 1:
-        frames = np.repeat(frames, 3, axis=-1)
-    if frames.dtype == np.uint8:
-        return frames
-    return (np.clip(frames, 0.0, 1.0) * 255.0).round().astype(np.uint8)
+            raise ValueError(f"`{name}` has a batch dimension (shape {array.shape}): pass `batch_index`.")
+        array = array[batch_index]
+    if array.ndim == 3:  # grey frames
+        array = array[..., None]
+    if array.ndim != 4:
+        raise ValueError(f"`{name}` must have shape (frames, height, width, channels), got {array.shape}.")
+    if array.shape[1] in _CHANNELS and array.shape[-1] not in _CHANNELS:  # channels first
+        array = array.transpose(0, 2, 3, 1)
+    if strict and array.shape[-1] not in _CHANNELS:
+        raise ValueError(f"`{name}` must have 1 or 3 channels, last or second, got shape {array.shape}.")
+
+    if array.dtype != np.uint8:
+        if strict and not np.issubdtype(array.dtype, np.floating):
+            raise TypeError(f"`{name}` must be uint8 or floating point, got dtype {array.dtype}.")
+        if strict:
+            low, high = float(np.nanmin(array)), float(np.nanmax(array))
+            if not (np.isfinite(low) and np.isfinite(high)) or low < -_FLOAT_TOLERANCE or high > 1 + _FLOAT_TOLERANCE:
+                raise ValueError(
+                    f"Floating-point `{name}` must hold values in [0, 1], got [{low:.4g}, {high:.4g}]. Convert a "
+                    "[-1, 1] video with `(video + 1) / 2`, or pass `uint8` frames."
+                )
+        array = np.rint(np.clip(array, 0.0, 1.0) * 255.0).astype(np.uint8)
+    if array.shape[-1] == 1:
+        array = np.repeat(array, 3, axis=-1)
+    return np.ascontiguousarray(array)
 
 
 class StreamingVideoWriter:
@@ -179,15 +236,48 @@ def write_video(
     return os.fspath(path)
 
 
-def read_video(path: str | os.PathLike) -> np.ndarray:
-    """Read every frame of a video file as a `uint8` array `(frames, height, width, 3)`."""
-    imageio = require("imageio", "Reading videos")
-    require("imageio_ffmpeg", "Reading mp4 videos")
-    reader = imageio.get_reader(os.fspath(path), format="FFMPEG")
+def iter_video_frames(
+    path: str | os.PathLike, start: float = 0.0, max_frames: int | None = None
+) -> Iterator[np.ndarray]:
+    r"""
+    Decode a video file frame by frame with ffmpeg (through `imageio-ffmpeg`): the one video reader of the package
+    ([`read_video`], the evaluation's chunked reader and the training datasets' seeking reader use it).
+
+    Args:
+        path (`str` or `os.PathLike`): The video file.
+        start (`float`, *optional*, defaults to 0): Seconds to seek to before decoding (ffmpeg's accurate input
+            seek, `-ss`); 0 decodes from the first frame.
+        max_frames (`int`, *optional*): Stop after this many frames (`-frames:v`); all frames when `None`.
+
+    Yields:
+        `np.ndarray`: RGB `uint8` frames `(height, width, 3)`, read-only views of ffmpeg's output (copy one to keep
+        it writable).
+
+    Raises:
+        `FileNotFoundError`: no such file. `OSError`: ffmpeg cannot open it (no video stream, not a video).
+        `RuntimeError`: a frame cannot be decoded (e.g. a truncated file, depending on where it ends).
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"No video file at {path!r}.")
+    if max_frames is not None and max_frames < 0:
+        raise ValueError(f"`max_frames` must be >= 0 or None, got {max_frames}.")
+    imageio_ffmpeg = require("imageio_ffmpeg", "Reading videos")
+    input_params = ["-ss", f"{start:.6f}"] if start > 0 else []
+    output_params = ["-frames:v", str(max_frames)] if max_frames is not None else []
+    reader = imageio_ffmpeg.read_frames(path, input_params=input_params, output_params=output_params)
     try:
-        frames = [np.asarray(frame) for frame in reader]
+        width, height = next(reader)["size"]
+        for buffer in reader:
+            yield np.frombuffer(buffer, dtype=np.uint8).reshape(height, width, 3)
     finally:
         reader.close()
+
+
+def read_video(path: str | os.PathLike) -> np.ndarray:
+    """Read every frame of a video file as a `uint8` array `(frames, height, width, 3)` (see [`iter_video_frames`]
+    for the errors); a file without frames gives shape `(0, 0, 0, 3)`."""
+    frames = list(iter_video_frames(path))
     if not frames:
         return np.zeros((0, 0, 0, 3), dtype=np.uint8)
     return np.stack(frames)

@@ -1,5 +1,5 @@
 # Copyright 2026 The diffusers-longvid contributors. Licensed under the Apache License, Version 2.0.
-"""Video input for the evaluation: files (read with imageio, streamed), folders of files, arrays and tensors.
+"""Video input for the evaluation: files (read with `video_io.iter_video_frames`, streamed), folders, arrays, tensors.
 
 Everything is normalised to RGB `uint8` frames of shape `(F, H, W, 3)`, which is what VBench's models see after
 reading an mp4. Files are read chunk by chunk, so a long video never has to fit in memory at once.
@@ -17,6 +17,8 @@ from typing import Any
 import numpy as np
 
 from ..utils import require
+from ..video_io import iter_video_frames
+from ..video_io import to_uint8_frames as _to_uint8_frames
 
 
 __all__ = [
@@ -33,15 +35,11 @@ __all__ = [
 VIDEO_EXTENSIONS: tuple[str, ...] = (".mp4", ".mov", ".webm", ".mkv", ".avi")
 # Wan2.1 generates 16 frames per second; in-memory frames carry no frame rate, so this is the default.
 DEFAULT_FPS = 16.0
-_CHANNELS = (1, 3)
-
-
-def _is_torch_tensor(value: Any) -> bool:
-    return type(value).__module__.startswith("torch") and hasattr(value, "detach")
 
 
 def to_uint8_frames(video: Any, name: str = "video") -> np.ndarray:
-    """Normalise in-memory frames to a `uint8` array of shape `(F, H, W, 3)`.
+    """Normalise in-memory frames to a `uint8` array of shape `(F, H, W, 3)`: `diffusers_longvid.video_io`'s
+    `to_uint8_frames` with `strict=True` (values out of range raise instead of being clipped), for one video.
 
     Args:
         video (`np.ndarray`, `torch.Tensor`, `list[PIL.Image.Image]` or `list[np.ndarray]`):
@@ -51,72 +49,14 @@ def to_uint8_frames(video: Any, name: str = "video") -> np.ndarray:
             `output_type="np"`/`"pt"`) and are rounded to `uint8`.
         name (`str`, *optional*, defaults to `"video"`): The argument name used in error messages.
     """
-    channel_first = False
-    if _is_torch_tensor(video):
-        array = video.detach().cpu()
-        if array.dtype.is_floating_point:
-            array = array.float()
-        array = array.numpy()
-        channel_first = True
-    elif isinstance(video, np.ndarray):
-        array = video
-    elif isinstance(video, (list, tuple)):
-        if len(video) == 0:
-            raise ValueError(f"`{name}` is an empty list.")
-        frames = []
-        for frame in video:
-            if hasattr(frame, "convert") and hasattr(frame, "size"):  # a PIL image
-                frames.append(np.asarray(frame.convert("RGB")))
-            elif isinstance(frame, np.ndarray) or _is_torch_tensor(frame):
-                frames.append(to_uint8_frames(frame[None], name=name)[0])
-            else:
-                raise TypeError(
-                    f"`{name}` must be a list of PIL images or arrays, got an item of type {type(frame).__name__}."
-                )
-        if len({f.shape for f in frames}) != 1:
-            raise ValueError(f"All frames of `{name}` must have the same size.")
-        return np.stack(frames)
+    if isinstance(video, (list, tuple)) and video and all(isinstance(item, (list, tuple)) for item in video):
+        batch = len(video)
     else:
-        raise TypeError(
-            f"`{name}` must be a path, a folder, a `numpy.ndarray`, a `torch.Tensor` or a list of PIL images, "
-            f"got {type(video).__name__}."
-        )
-
-    if array.ndim == 5:
-        if array.shape[0] != 1:
-            raise ValueError(
-                f"`{name}` holds a batch of {array.shape[0]} videos (shape {array.shape}); evaluate one at a time, "
-                f"e.g. `{name}[i]`."
-            )
-        array = array[0]
-    if array.ndim == 3:
-        array = array[..., None]
-    if array.ndim != 4:
-        raise ValueError(f"`{name}` must have shape (F, H, W, 3) or (F, 3, H, W), got {array.shape}.")
-    if channel_first and array.shape[1] in _CHANNELS and array.shape[-1] not in _CHANNELS:
-        array = array.transpose(0, 2, 3, 1)
-    elif array.shape[-1] not in _CHANNELS and array.shape[1] in _CHANNELS:
-        array = array.transpose(0, 2, 3, 1)
-    if array.shape[-1] not in _CHANNELS:
-        raise ValueError(
-            f"`{name}` must have 1 or 3 channels, in the last dimension or (torch) the second; got {array.shape}."
-        )
-
-    if array.dtype == np.uint8:
-        frames = array
-    elif np.issubdtype(array.dtype, np.floating):
-        low, high = float(np.nanmin(array)), float(np.nanmax(array))
-        if not (np.isfinite(low) and np.isfinite(high)) or low < -1e-3 or high > 1.0 + 1e-3:
-            raise ValueError(
-                f"Floating-point `{name}` must hold values in [0, 1], got [{low:.4g}, {high:.4g}]. Convert a [-1, 1] "
-                f"video with `(video + 1) / 2`, or pass `uint8` frames."
-            )
-        frames = np.rint(np.clip(array, 0.0, 1.0) * 255.0).astype(np.uint8)
-    else:
-        raise TypeError(f"`{name}` must be uint8 or floating point, got dtype {array.dtype}.")
-    if frames.shape[-1] == 1:
-        frames = np.repeat(frames, 3, axis=-1)
-    return np.ascontiguousarray(frames)
+        shape = getattr(video, "shape", ())
+        batch = shape[0] if len(shape) == 5 else 1
+    if batch != 1:
+        raise ValueError(f"`{name}` holds a batch of {batch} videos; evaluate one at a time, e.g. `{name}[i]`.")
+    return _to_uint8_frames(video, batch_index=0, strict=True, name=name)  # (`batch_index` only picks from a batch)
 
 
 @dataclass
@@ -143,22 +83,14 @@ class VideoSource:
             for start in range(0, len(self.frames), size):
                 yield self.frames[start : start + size]
             return
-        imageio = require("imageio", "reading video files for evaluation")
-        reader = imageio.v2.get_reader(self.path, format="FFMPEG")
-        try:
-            buffer: list[np.ndarray] = []
-            for frame in reader:
-                frame = np.asarray(frame)
-                if frame.ndim == 2:
-                    frame = np.repeat(frame[..., None], 3, axis=-1)
-                buffer.append(frame[..., :3])
-                if len(buffer) == size:
-                    yield np.stack(buffer)
-                    buffer = []
-            if buffer:
+        buffer: list[np.ndarray] = []
+        for frame in iter_video_frames(self.path):
+            buffer.append(frame)
+            if len(buffer) == size:
                 yield np.stack(buffer)
-        finally:
-            reader.close()
+                buffer = []
+        if buffer:
+            yield np.stack(buffer)
 
 
 def open_video(video: Any, fps: float | None = None, name: str | None = None) -> VideoSource:

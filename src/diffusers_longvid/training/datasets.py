@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from diffusers.utils import logging
 
+from ..video_io import iter_video_frames
 from .manifest import VideoInfo, VideoRecord, load_manifest, probe_video
 
 
@@ -93,7 +94,8 @@ def source_frame_indices(
 def read_video_frames(
     path: str | os.PathLike, start: float, num_frames: int, fps: float, info: VideoInfo | None = None
 ) -> np.ndarray:
-    """Decode `num_frames` frames at `fps` from time `start`, seeking instead of decoding from the beginning.
+    """Decode `num_frames` frames at `fps` from time `start`, seeking instead of decoding from the beginning (with
+    `diffusers_longvid.video_io.iter_video_frames`; this adds the frame-rate resampling and the strict frame count).
 
     Args:
         path (`str` or `os.PathLike`): The video file.
@@ -108,8 +110,6 @@ def read_video_frames(
     Raises:
         `VideoDecodeError`: if the file cannot be read or holds fewer frames than requested (truncated or corrupt).
     """
-    import imageio_ffmpeg
-
     if num_frames < 1:
         raise ValueError(f"`num_frames` must be >= 1, got {num_frames}.")
     if info is None:
@@ -130,24 +130,18 @@ def read_video_frames(
     first, count = indices[0], indices[-1] - indices[0] + 1
     # Seek half a frame early: ffmpeg's accurate seek drops frames stamped before the target, and the printed
     # timestamp of frame `first` may round up past its true time.
-    input_params = ["-ss", f"{(first - 0.5) / info.fps:.6f}"] if first > 0 else []
+    seek = (first - 0.5) / info.fps if first > 0 else 0.0
     needed = {index - first for index in indices}
     kept: dict[int, np.ndarray] = {}
     decoded, last = 0, None
-    reader = imageio_ffmpeg.read_frames(str(path), input_params=input_params, output_params=["-frames:v", str(count)])
     try:
-        meta = next(reader)
-        width, height = meta["size"]
-        for offset, buffer in enumerate(reader):
-            last = np.frombuffer(buffer, dtype=np.uint8).reshape(height, width, 3)
+        for offset, last in enumerate(iter_video_frames(path, start=seek, max_frames=count)):
             decoded = offset + 1
             if offset in needed:
                 kept[offset] = last
-    except (OSError, RuntimeError, StopIteration) as err:
+    except (OSError, RuntimeError) as err:
         message = str(err).strip().splitlines()
         raise VideoDecodeError(f"ffmpeg failed on {path}: {message[0] if message else type(err).__name__}") from err
-    finally:
-        reader.close()
     # Container durations are rounded, so a video can end one frame before the estimate: that last frame is then
     # taken from its predecessor. Anything shorter is a truncated or corrupt file.
     if decoded == 0 or decoded < count - 1:
