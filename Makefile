@@ -10,7 +10,7 @@ DEMO_OUT ?= demo_output
 BENCH_OUT ?= bench_output
 PYTEST_WORKERS ?= 2
 
-.PHONY: demo test test-app venv clean bench fuzz
+.PHONY: demo test test-app lint format venv clean bench fuzz
 
 venv: $(STAMP)
 
@@ -30,6 +30,17 @@ demo: $(STAMP)
 test: $(STAMP)
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q -n $(PYTEST_WORKERS) --dist loadgroup tests
 
+# Style gate (.ci/run runs it before the tests): ruff's lint rules and formatting, configured in pyproject.toml.
+LINT_PATHS ?= src tests examples app.py
+lint: $(STAMP)
+	$(VENV)/bin/ruff check $(LINT_PATHS)
+	$(VENV)/bin/ruff format --check $(LINT_PATHS)
+
+# Apply ruff's fixes and formatting (what `make lint` checks).
+format: $(STAMP)
+	$(VENV)/bin/ruff check --fix $(LINT_PATHS)
+	$(VENV)/bin/ruff format $(LINT_PATHS)
+
 # `longvid bench` on the tiny CPU model (docs/performance.md: ours vs plain chaining, full / sparse history, T-RFlow,
 # diffusion forcing, per clip; ~4 min on 2 cores), then its tables (`longvid bench-report`).
 bench: $(STAMP)
@@ -40,12 +51,12 @@ bench: $(STAMP)
 # (docs/reliability.md); `make test` runs the same properties with 50 cases each.
 fuzz: $(STAMP)
 	HF_HUB_OFFLINE=1 LONGVID_FUZZ=1 LONGVID_FUZZ_KILLS=20 $(PY) -m pytest -q -n 0 --hypothesis-show-statistics \
-		tests/test_fuzz.py tests/test_kill_resume.py
+		tests/test_fuzz.py tests/cli/test_kill_resume.py
 
 # The app's end-to-end test in a real headless Chromium (Debian's chromium + chromium-driver; .ci/run installs
 # them); skipped, saying why, where they are missing.
 test-app: $(STAMP)
-	HF_HUB_OFFLINE=1 LONGVID_BROWSER_TESTS=1 $(PY) -m pytest -q -n 0 tests/test_app_browser.py
+	HF_HUB_OFFLINE=1 LONGVID_BROWSER_TESTS=1 $(PY) -m pytest -q -n 0 tests/app/test_app_browser.py
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT) $(BENCH_OUT) .pytest_cache
