@@ -9,7 +9,7 @@ One line swaps the scheduler; the pipeline loop is diffusers' own:
 The steps after the window are never evaluated (fewer model calls), and the last evaluated step returns the
 renormalised ensemble of the clean estimates inside the window. `--compare` also runs plain Euler with the same seed
 and the checkpoint's shift, and prints the model calls and AF (the paper's average frequency) of both videos.
-The same swap works in `WanImageToVideoPipeline` (tested in tests/test_trflow_scheduler.py).
+The same swap works in `WanImageToVideoPipeline` (tested in tests/schedulers/test_trflow_scheduler.py).
 
 Needs:
 - real weights: a CUDA GPU (~10 GB in bf16 at 480p), `Wan-AI/Wan2.1-T2V-1.3B-Diffusers` (~17 GB download);

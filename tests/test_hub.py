@@ -7,6 +7,7 @@ import huggingface_hub
 import numpy as np
 import pytest
 import torch
+from _pipes import call_kwargs, make_pipe
 from diffusers import FlowMatchEulerDiscreteScheduler, WanPipeline
 from huggingface_hub import ModelCard
 from peft.utils import get_peft_model_state_dict
@@ -27,25 +28,6 @@ from diffusers_longvid.testing import get_dummy_components, get_tiny_transformer
 
 ROOT = Path(__file__).resolve().parents[1]
 PROMPTS = ["a red ball rolls", "the ball bounces"]
-
-
-def call_kwargs(seed=0):
-    return dict(
-        height=16,
-        width=16,
-        num_frames=9,
-        num_condition_frames=1,
-        num_inference_steps=2,
-        guidance_scale=5.0,
-        max_sequence_length=16,
-        generator=torch.Generator().manual_seed(seed),
-    )
-
-
-def make_pipe(in_channels=36):
-    pipe = LongVideoExtensionPipeline(**get_dummy_components(in_channels=in_channels), kv_cache_clips=0)
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
 
 
 @pytest.fixture(scope="module")
@@ -137,16 +119,22 @@ def test_card_metadata_for_a_lora():
     assert generic["base_model"] == DEFAULT_BASE_MODEL and "lora" not in generic["tags"]
 
 
-def test_card_is_honest_about_the_toy_preset():
-    from diffusers_longvid.presets import get_preset_path
+def test_card_is_honest_about_the_toy_preset(monkeypatch):
+    # both texts, each checked: the preset as the repo has it (shipped), then a missing one
+    import diffusers_longvid.presets as presets
 
+    presets.get_preset_path("toy")  # shipped in this repo (its files: tests/toy/test_toy_preset.py)
     text = render_model_card().text
-    try:
-        get_preset_path("toy")
-    except FileNotFoundError:
-        assert "It is not trained or shipped in this version" in text
-    else:
-        assert "The package ships a built-in `toy` preset" in text
+    assert "The package ships a built-in `toy` preset" in text
+    assert "It is not trained or shipped in this version" not in text
+
+    def missing(name="toy"):
+        raise FileNotFoundError(f"The {name!r} preset is not present")
+
+    monkeypatch.setattr(presets, "get_preset_path", missing)
+    text = render_model_card().text
+    assert "It is not trained or shipped in this version" in text
+    assert "The package ships a built-in `toy` preset" not in text
 
 
 def test_eval_table_from_longvid_eval_json(eval_json):

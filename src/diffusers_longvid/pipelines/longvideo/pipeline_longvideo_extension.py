@@ -191,7 +191,7 @@ class LongVideoExtensionPipeline(DiffusionPipeline, WanLoraLoaderMixin):
         self._current_clip_index: int | None = None
 
     # diffusers' own text encoding and initial noise, shared with `WanPipeline` rather than copied: a one-clip video
-    # equals `WanPipeline`'s (tests/test_pipeline_longvideo.py); `encode_prompt` is called once per clip
+    # equals `WanPipeline`'s (tests/pipelines/test_pipeline_longvideo.py); `encode_prompt` is called once per clip
     _get_t5_prompt_embeds = WanPipeline._get_t5_prompt_embeds
     encode_prompt = WanPipeline.encode_prompt
     prepare_latents = WanPipeline.prepare_latents

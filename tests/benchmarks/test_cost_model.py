@@ -28,7 +28,7 @@ from diffusers_longvid.benchmarks.cost_model import (
 )
 
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 WAN_480P = VideoShape(height=480, width=832, frames=81)
 
 

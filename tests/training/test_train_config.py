@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from _train_worker import fresh_accelerate_state  # noqa: F401
 
 from diffusers_longvid.cli import build_parser, main
 from diffusers_longvid.training.conditioning import ConditionTask, sample_task, valid_condition_counts
@@ -246,7 +245,7 @@ def test_condition_tasks():
 
 
 def test_no_unsafe_torch_load_in_the_trainers():
-    root = Path(__file__).resolve().parents[1] / "src" / "diffusers_longvid"
+    root = Path(__file__).resolve().parents[2] / "src" / "diffusers_longvid"
     files = [*(root / "training").rglob("*.py"), *(root / "commands").glob("train_*.py"), root / "extension.py"]
     assert len(files) > 8
     calls = []
@@ -256,7 +255,7 @@ def test_no_unsafe_torch_load_in_the_trainers():
     assert all("weights_only=True" in args for _, args in calls), calls
 
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "training"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "training"
 
 
 @pytest.mark.parametrize(

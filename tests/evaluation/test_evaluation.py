@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 
 import numpy as np
@@ -30,9 +29,6 @@ from diffusers_longvid.evaluation.offline import (  # noqa: E402
     ssim_similarity,
 )
 
-
-HAS_AF = importlib.util.find_spec("diffusers_longvid.evaluation.frequency") is not None
-requires_af = pytest.mark.skipif(not HAS_AF, reason="evaluation/frequency.py (AF) is not there yet")
 
 SIZE = 48
 
@@ -166,7 +162,6 @@ def test_offline_backend_is_deterministic():
 
 
 # ---------------------------------------------------------------------------------------- windows and inputs
-@requires_af
 def test_windows_slopes_and_af_per_window():
     # three 1-second windows at 8 fps; the last one gets noisier and noisier
     rng = np.random.default_rng(0)
@@ -234,7 +229,7 @@ def _write_mp4(path, video, fps=8):
 
 
 def test_report_files_and_proxy_labels(tmp_path):
-    result = offline(moving_square(16), window_seconds=1.0, compute_af=HAS_AF)
+    result = offline(moving_square(16), window_seconds=1.0, compute_af=True)
     paths = write_eval_report(result, tmp_path / "report")
     data = json.loads(paths["json"].read_text())
     assert data["backend"] == "offline" and data["proxies"] is True and data["comparable_to_vbench"] is False

@@ -1,6 +1,6 @@
 """`longvid app` without a browser: the script editor, models, jobs (stream, stop, resume, two sessions), charts.
 
-The jobs run a tiny random pipeline (16x16, 9 frames, 2 steps); the browser test is tests/test_app_browser.py.
+The jobs run a tiny random pipeline (16x16, 9 frames, 2 steps); the browser test is tests/app/test_app_browser.py.
 """
 
 import json

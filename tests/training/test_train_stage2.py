@@ -13,13 +13,12 @@ import json
 import numpy as np
 import pytest
 import torch
-from _train_worker import (  # noqa: F401
+from _train_worker import (
     CLIPS_PER_VIDEO,
     FPS,
     LONG_FRAMES,
     OVERLAP,
     SIZE,
-    fresh_accelerate_state,
     write_cache,
     write_media,
 )

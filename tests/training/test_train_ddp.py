@@ -13,10 +13,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from _train_worker import (  # noqa: F401
+from _train_worker import (
     CLIPS_PER_VIDEO,
     OVERLAP,
-    fresh_accelerate_state,
     tiny_pipeline_folder,
     weights_hash,
     write_cache,

@@ -142,7 +142,6 @@ def test_bad_config():
 
 
 def test_toy_evaluator_adapter():
-    pytest.importorskip("diffusers_longvid.toy.evaluate")
     from diffusers_longvid.toy.ablate import default_evaluate_fn, toy_evaluate
 
     assert default_evaluate_fn() is toy_evaluate

@@ -159,7 +159,8 @@ def test_bad_input_names_the_argument(gt):
 
 
 def test_cli_writes_three_files_and_reads_the_sidecar(gt, tmp_path, capsys):
-    imageio = pytest.importorskip("imageio")
+    import imageio  # a core dependency: it must import, not skip
+
     script = tmp_path / "script.json"
     save_script(SCRIPT, script)
     common = ["toy-eval", "--script", str(script), "--num-frames", str(F), "--num-condition-frames", str(K)]

@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from _pipes import make_pipe
 
 from diffusers_longvid import LongVideoExtensionPipeline
 from diffusers_longvid.attention.kv_cache import CrossClipKVCacheConfig
@@ -13,7 +14,6 @@ from diffusers_longvid.memory import ProbedClipPlan
 from diffusers_longvid.pipelines.longvideo.state import GenerationState, GenerationStateError
 from diffusers_longvid.selection import RecentSelector
 from diffusers_longvid.selection.planner import KVStoragePlanner
-from diffusers_longvid.testing import get_dummy_components
 from diffusers_longvid.video_io import concat_videos, read_video, write_video
 
 
@@ -28,11 +28,11 @@ PROMPTS = [
 KWARGS = dict(height=16, width=16, num_frames=9, num_condition_frames=1, num_inference_steps=2, max_sequence_length=16)
 
 
-def make_pipe(in_channels=36, **config):
-    config = {"kv_cache_clips": 2, "max_cached_clips": 2, "clip_selector": RecentSelector(), **config}
-    pipe = LongVideoExtensionPipeline(**get_dummy_components(in_channels=in_channels), **config)
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
+def resume_pipe(in_channels=36, **config):
+    """The tiny pipeline with a 2-clip KV cache and the recent-clips selector (what the resume tests stop and restart)."""
+    return make_pipe(
+        in_channels, **{"kv_cache_clips": 2, "max_cached_clips": 2, "clip_selector": RecentSelector(), **config}
+    )
 
 
 def generator(seed=0):
@@ -41,12 +41,12 @@ def generator(seed=0):
 
 @pytest.fixture(scope="module")
 def pipe36():
-    return make_pipe(36)
+    return resume_pipe(36)
 
 
 @pytest.fixture(scope="module")
 def pipe16():
-    return make_pipe(16, kv_cache_config=CrossClipKVCacheConfig(record_mode="last_step"))
+    return resume_pipe(16, kv_cache_config=CrossClipKVCacheConfig(record_mode="last_step"))
 
 
 @pytest.fixture(scope="module")
@@ -105,7 +105,7 @@ def test_the_state_holds_typed_plan_entries_and_resumes_the_attention_probe(tmp_
     # with the attention probe on, the plan entries carry the measured shares (`ProbedClipPlan`): the state holds
     # them typed, writes them as the public dicts, and a resumed run reports the finished clips' shares as measured
     config = CrossClipKVCacheConfig(probe_attention=True)
-    pipe = make_pipe(36, kv_cache_config=config)
+    pipe = resume_pipe(36, kv_cache_config=config)
     straight = pipe(PROMPTS[:4], generator=generator(), **KWARGS)
     assert straight.kv_plan[2]["attention"] and set(straight.kv_plan[2]) >= {"clip", "attends", "attention"}
     clips = pipe.generate_clips(PROMPTS[:4], generator=generator(), state_dir=tmp_path, **KWARGS)
@@ -138,10 +138,9 @@ def test_resume_replacement_mode_last_step_recording_and_a_batch(pipe16, tmp_pat
 
 
 def test_resume_with_prompt_similarity_and_an_iterator_of_prompts(tmp_path):
-    pytest.importorskip("sentence_transformers")
     from diffusers_longvid.selection import PromptSimilaritySelector
 
-    pipe = make_pipe(36, kv_cache_clips=1, max_cached_clips=2, clip_selector=PromptSimilaritySelector())
+    pipe = resume_pipe(36, kv_cache_clips=1, max_cached_clips=2, clip_selector=PromptSimilaritySelector())
     straight = list(pipe.generate_clips(iter(PROMPTS), generator=generator(), **KWARGS))  # streaming plan
     clips = pipe.generate_clips(iter(PROMPTS), generator=generator(), state_dir=tmp_path, **KWARGS)
     for _ in range(3):
@@ -211,7 +210,7 @@ def test_planner_state_round_trip_continues_the_same_plan():
 @pytest.fixture(scope="module")
 def kv_model(tmp_path_factory):
     folder = tmp_path_factory.mktemp("kv_pipeline")
-    make_pipe(36).save_pretrained(folder)
+    resume_pipe(36).save_pretrained(folder)
     return str(folder)
 
 

@@ -2,22 +2,13 @@
 
 import pytest
 import torch
+from _pipes import F, H, W, call_kwargs
 
-from diffusers_longvid import LongVideoExtensionPipeline
 from diffusers_longvid.attention import CrossClipKVCacheConfig
 from diffusers_longvid.selection import RecentSelector
-from diffusers_longvid.testing import get_dummy_components
 
 
-F, H, W = 9, 16, 16
 PROMPTS = ["a red ball rolls", "the ball bounces", "the ball stops", "a cat looks at it"]
-
-
-@pytest.fixture(scope="module")
-def pipe():
-    pipe = LongVideoExtensionPipeline(**get_dummy_components(in_channels=36), kv_cache_clips=0)
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
 
 
 def generate(pipe, batched, **kwargs):
@@ -26,20 +17,7 @@ def generate(pipe, batched, **kwargs):
         lambda m, args, kw: calls.append(kw["hidden_states"].shape[0]), with_kwargs=True
     )
     try:
-        out = pipe(
-            PROMPTS,
-            height=H,
-            width=W,
-            num_frames=F,
-            num_condition_frames=1,
-            num_inference_steps=2,
-            guidance_scale=5.0,
-            max_sequence_length=16,
-            generator=torch.Generator().manual_seed(0),
-            output_type="latent",
-            batch_cfg_branches=batched,
-            **kwargs,
-        )
+        out = pipe(PROMPTS, **call_kwargs(output_type="latent", batch_cfg_branches=batched, **kwargs))
     finally:
         handle.remove()
     return out, calls
@@ -63,7 +41,8 @@ def generate(pipe, batched, **kwargs):
     ],
     ids=["no_cache", "dense", "compressed", "last_step"],
 )
-def test_batched_cfg_equals_two_forwards(pipe, memory):
+def test_batched_cfg_equals_two_forwards(pipe36, memory):
+    pipe = pipe36
     batched, batched_calls = generate(pipe, True, **memory)
     separate, separate_calls = generate(pipe, False, **memory)
     assert [e["attends"] for e in batched.kv_plan] == [e["attends"] for e in separate.kv_plan]
@@ -77,18 +56,9 @@ def test_batched_cfg_equals_two_forwards(pipe, memory):
         assert any(e["attends"] for e in batched.kv_plan)
 
 
-def test_no_guidance_is_not_batched_and_flag_is_checked(pipe):
-    out = pipe(
-        PROMPTS[:2],
-        height=H,
-        width=W,
-        num_frames=F,
-        num_condition_frames=1,
-        num_inference_steps=2,
-        guidance_scale=1.0,
-        max_sequence_length=16,
-        output_type="latent",
-    )
+def test_no_guidance_is_not_batched_and_flag_is_checked(pipe36):
+    pipe = pipe36
+    out = pipe(PROMPTS[:2], **call_kwargs(guidance_scale=1.0, output_type="latent"))
     assert len(out.frames) == 2
     with pytest.raises(TypeError, match="`batch_cfg_branches`"):
         pipe(PROMPTS[:2], height=H, width=W, num_frames=F, num_inference_steps=1, batch_cfg_branches="yes")

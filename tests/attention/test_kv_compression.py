@@ -4,6 +4,7 @@ import json
 
 import pytest
 import torch
+from _kv_inputs import FRAMES, HEIGHT, WIDTH, make_inputs, record_clip, run
 
 from diffusers_longvid.attention import (
     CFGBranch,
@@ -14,30 +15,6 @@ from diffusers_longvid.attention import (
 )
 from diffusers_longvid.attention.rope import _rope_angles
 from diffusers_longvid.benchmarks.cost_model import VideoShape, WanShape, pooled_tokens_per_clip, tokens_per_clip
-from diffusers_longvid.testing import get_tiny_transformer
-
-
-FRAMES, HEIGHT, WIDTH = 3, 8, 8  # latent size; patched grid (3, 4, 4) -> 48 tokens
-
-
-def make_inputs(seed: int, batch: int = 1) -> dict[str, torch.Tensor]:
-    g = torch.Generator().manual_seed(seed)
-    return {
-        "hidden_states": torch.randn(batch, 16, FRAMES, HEIGHT, WIDTH, generator=g),
-        "timestep": torch.tensor([500] * batch),
-        "encoder_hidden_states": torch.randn(batch, 8, 32, generator=g),
-    }
-
-
-def run(transformer, inputs, offset: int = 0) -> torch.Tensor:
-    with rope_frame_offset(transformer, offset):
-        return transformer(**inputs).sample
-
-
-def record_clip(transformer, cache, inputs, clip_id: int, offset: int, branch=CFGBranch.COND) -> None:
-    with cache.branch(branch), cache.recording():
-        run(transformer, inputs, offset)
-    cache.commit(clip_id)
 
 
 def three_clips(transformer, config) -> list[torch.Tensor]:
@@ -56,11 +33,6 @@ def three_clips(transformer, config) -> list[torch.Tensor]:
         cache.commit(clip)
     disable_cross_clip_kv_cache(transformer)
     return outputs
-
-
-@pytest.fixture
-def transformer():
-    return get_tiny_transformer(num_layers=4)
 
 
 @torch.no_grad()

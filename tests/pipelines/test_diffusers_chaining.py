@@ -5,7 +5,8 @@ import numpy as np
 import PIL.Image
 import pytest
 import torch
-from diffusers import FlowMatchEulerDiscreteScheduler, WanVideoToVideoPipeline
+from _pipes import call_kwargs, make_pipe
+from diffusers import FlowMatchEulerDiscreteScheduler, WanPipeline, WanVideoToVideoPipeline
 from peft import LoraConfig
 from peft.utils import get_peft_model_state_dict
 
@@ -20,31 +21,6 @@ from diffusers_longvid.testing import get_dummy_components, get_tiny_transformer
 
 
 PROMPTS = ["a red ball rolls", "the ball bounces", "a cat looks at it"]
-
-
-def make_pipe(in_channels=36, kv_cache_clips=0, num_layers=2):
-    pipe = LongVideoExtensionPipeline(
-        **get_dummy_components(in_channels=in_channels, num_layers=num_layers),
-        kv_cache_clips=kv_cache_clips,
-        clip_selector=RecentSelector(),
-    )
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
-
-
-def call_kwargs(seed=0, **overrides):
-    kwargs = dict(
-        height=16,
-        width=16,
-        num_frames=9,
-        num_condition_frames=1,
-        num_inference_steps=2,
-        guidance_scale=5.0,
-        max_sequence_length=16,
-        generator=torch.Generator().manual_seed(seed),
-    )
-    kwargs.update(overrides)
-    return kwargs
 
 
 def count_calls(module):
@@ -106,13 +82,13 @@ def test_trflow_in_stock_wan_video_to_video_pipeline():
 @pytest.fixture(scope="module")
 def reference_with_history():
     """Three clips, each later clip attending the history K/V (a cached block: `num_layers=2` caches block 1)."""
-    out = make_pipe(kv_cache_clips=2)(PROMPTS, **call_kwargs())
+    out = make_pipe(kv_cache_clips=2, clip_selector=RecentSelector())(PROMPTS, **call_kwargs())
     assert [entry["attends"] for entry in out.kv_plan] == [[], [0], [0, 1]]
     return out.frames
 
 
 def test_model_cpu_offload_with_the_kv_cache(reference_with_history):
-    pipe = make_pipe(kv_cache_clips=2)
+    pipe = make_pipe(kv_cache_clips=2, clip_selector=RecentSelector())
     # diffusers refuses to pick the CPU by itself; an explicit device runs accelerate's hooks there
     pipe.enable_model_cpu_offload(device="cpu")
     hooked = [name for name in ("text_encoder", "transformer", "vae") if hasattr(getattr(pipe, name), "_hf_hook")]
@@ -127,7 +103,7 @@ def test_sequential_offload_hooks_with_the_kv_cache(reference_with_history):
     # submodule at each forward), with an execution device of "cpu"; see the next test for the public method
     from accelerate import cpu_offload
 
-    pipe = make_pipe(kv_cache_clips=2)
+    pipe = make_pipe(kv_cache_clips=2, clip_selector=RecentSelector())
     for name in ("text_encoder", "transformer", "vae"):
         cpu_offload(getattr(pipe, name), execution_device=torch.device("cpu"), offload_buffers=False)
     assert pipe.transformer.blocks[1].attn1.to_k.weight.device.type == "meta"
@@ -135,21 +111,35 @@ def test_sequential_offload_hooks_with_the_kv_cache(reference_with_history):
     np.testing.assert_array_equal(out.frames, reference_with_history)
 
 
-@pytest.mark.xfail(
-    raises=TypeError,
-    strict=False,
-    reason="upstream, not ours: `enable_sequential_cpu_offload(device='cpu')` turns the device into 'cpu:0', and "
-    "accelerate's hooks then fail in `set_module_tensor_to_device` (stock WanPipeline too); it needs an accelerator",
-)
-def test_enable_sequential_cpu_offload_on_cpu():
-    pipe = make_pipe()
+def _call_with_sequential_offload(pipe, prompt, **kwargs):
     pipe.enable_sequential_cpu_offload(device="cpu")
-    pipe(PROMPTS[:1], **call_kwargs())
+    try:
+        return pipe(prompt, **kwargs), None
+    except Exception as error:
+        return None, error
+
+
+def test_enable_sequential_cpu_offload_on_cpu_behaves_as_stock_wan():
+    # The public method on the CPU: diffusers turns device="cpu" into 'cpu:0' and accelerate's hooks then fail in
+    # `set_module_tensor_to_device` for stock WanPipeline too (upstream, not ours; it needs an accelerator). What is ours
+    # is parity with stock WanPipeline: the same error where it fails, the same frames as without offload where it runs.
+    stock = WanPipeline(**get_dummy_components(scheduler=FlowMatchEulerDiscreteScheduler()))
+    stock.set_progress_bar_config(disable=True)
+    stock_kwargs = {k: v for k, v in call_kwargs().items() if k != "num_condition_frames"}
+    _, stock_error = _call_with_sequential_offload(stock, PROMPTS[0], **stock_kwargs)
+
+    reference = make_pipe(clip_selector=RecentSelector())(PROMPTS[:1], **call_kwargs()).frames
+    out, error = _call_with_sequential_offload(make_pipe(clip_selector=RecentSelector()), PROMPTS[:1], **call_kwargs())
+    if stock_error is not None:
+        assert type(error) is type(stock_error), f"stock WanPipeline raised {stock_error!r}, ours {error!r}"
+    else:
+        assert error is None, f"stock WanPipeline runs with sequential offload on the CPU, ours raised {error!r}"
+        np.testing.assert_array_equal(out.frames, reference)
 
 
 # --------------------------------------------------------------------------------------------- VAE tiling, slicing
 def test_vae_slicing_gives_the_same_videos():
-    pipe = make_pipe()
+    pipe = make_pipe(clip_selector=RecentSelector())
     reference = pipe(PROMPTS[:2], **call_kwargs(num_videos_per_prompt=2)).frames
     pipe.vae.enable_slicing()
     sliced = pipe(PROMPTS[:2], **call_kwargs(num_videos_per_prompt=2)).frames
@@ -158,7 +148,7 @@ def test_vae_slicing_gives_the_same_videos():
 
 
 def test_vae_tiling_gives_close_videos():
-    pipe = make_pipe()
+    pipe = make_pipe(clip_selector=RecentSelector())
     size = dict(height=48, width=48)
     reference = pipe(PROMPTS[:2], **call_kwargs(**size)).frames
     # tiles smaller than the frames (defaults are 256 px), overlapping by 16 px: encode and decode both tile
@@ -201,7 +191,7 @@ def lora_dirs(tmp_path_factory):
 
 @pytest.mark.filterwarnings("ignore:Already found a `peft_config` attribute:UserWarning")  # two adapters: intended
 def test_kv_lora_stacks_with_a_style_lora(lora_dirs):
-    pipe = make_pipe(kv_cache_clips=1, num_layers=4)
+    pipe = make_pipe(components={"num_layers": 4}, kv_cache_clips=1, clip_selector=RecentSelector())
 
     def run():
         return torch.cat(pipe(PROMPTS[:2], **call_kwargs(output_type="latent")).frames, dim=2)
@@ -231,7 +221,7 @@ def test_kv_lora_stacks_with_a_style_lora(lora_dirs):
 
 # ----------------------------------------------------------------------------------------------------- callbacks
 def test_callback_on_step_end_can_edit_latents_per_clip():
-    pipe = make_pipe(36)
+    pipe = make_pipe(36, clip_selector=RecentSelector())
     seen = []
 
     def zero_clip_0(pipeline, step, timestep, callback_kwargs):
@@ -254,7 +244,7 @@ def test_callback_on_step_end_can_edit_latents_per_clip():
 # ---------------------------------------------------------------------------------------------------------- bf16
 @pytest.mark.filterwarnings("ignore:`torch_dtype` is deprecated:FutureWarning")  # diffusers >= 0.42 also takes `dtype`
 def test_bfloat16_loading_of_a_saved_pipeline(tmp_path):
-    make_pipe(36).save_pretrained(tmp_path)
+    make_pipe(36, clip_selector=RecentSelector()).save_pretrained(tmp_path)
     reference = LongVideoExtensionPipeline.from_pretrained(tmp_path, kv_cache_clips=1, clip_selector=RecentSelector())
     reference.set_progress_bar_config(disable=True)
     expected = reference(PROMPTS[:2], **call_kwargs()).frames

@@ -12,7 +12,7 @@ import torch
 from diffusers_longvid.benchmarks.cost_model import VideoShape, WanShape, flops_per_step, pooled_tokens_per_clip
 
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")

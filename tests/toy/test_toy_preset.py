@@ -22,7 +22,7 @@ from diffusers_longvid.toy.preset import (
 )
 
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 # ------------------------------------------------------------------------------------------------ the text encoder

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "examples" / "multi_process_inference.py"
 JOBS = [
     {"name": "fox", "prompts": ["a red fox trots", "the fox stops"], "seed": 3},

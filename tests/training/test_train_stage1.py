@@ -11,11 +11,10 @@ import json
 import numpy as np
 import pytest
 import torch
-from _train_worker import (  # noqa: F401
+from _train_worker import (
     FPS,
     SHORT_FRAMES,
     SIZE,
-    fresh_accelerate_state,
     tiny_pipeline_folder,
     write_cache,
     write_media,

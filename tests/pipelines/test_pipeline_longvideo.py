@@ -8,6 +8,7 @@ import numpy as np
 import PIL.Image
 import pytest
 import torch
+from _pipes import F, H, W, call_kwargs, make_pipe
 
 from diffusers_longvid import LongVideoExtensionPipeline, LongVideoPipelineOutput, TRFlowScheduler
 from diffusers_longvid.attention.rope import OffsetWanRotaryPosEmbed
@@ -16,47 +17,13 @@ from diffusers_longvid.selection import ClipPlan, RecentSelector
 from diffusers_longvid.testing import get_dummy_components
 
 
-F, H, W = 9, 16, 16  # 9 frames = 3 latent frames of 2x2
 PROMPTS = ["a red ball rolls", "the ball bounces", "the ball stops", "a cat looks at it", "the cat sleeps"]
-
-
-def make_pipe(in_channels=36, **transformer_kwargs):
-    pipe = LongVideoExtensionPipeline(
-        **get_dummy_components(in_channels=in_channels, **transformer_kwargs), kv_cache_clips=0
-    )
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
-
-
-def call_kwargs(seed=0, **overrides):
-    kwargs = dict(
-        height=H,
-        width=W,
-        num_frames=F,
-        num_condition_frames=1,
-        num_inference_steps=2,
-        guidance_scale=5.0,
-        max_sequence_length=16,
-        generator=torch.Generator().manual_seed(seed),
-    )
-    kwargs.update(overrides)
-    return kwargs
 
 
 def decode_np(pipe, latents):
     with torch.no_grad():
         video = pipe.vae.decode(denormalize_latents(pipe.vae, latents), return_dict=False)[0]
     return video, pipe.video_processor.postprocess_video(video, output_type="np")
-
-
-@pytest.fixture(scope="module")
-def pipe36():
-    return make_pipe(36)
-
-
-@pytest.fixture(scope="module")
-def pipe16():
-    return make_pipe(16)
 
 
 @pytest.mark.parametrize("in_channels, mode", [(36, "concat"), (16, "replacement")])
@@ -170,7 +137,7 @@ def test_batch_via_num_videos_per_prompt(pipe36):
 
 
 def test_rope_offsets_run_past_rope_max_seq_len():
-    pipe = make_pipe(36, rope_max_seq_len=4)
+    pipe = make_pipe(36, components={"rope_max_seq_len": 4})
     offsets = []
     pipe.transformer.register_forward_pre_hook(lambda module, args: offsets.append(module.rope.frame_offset))
     out = pipe(PROMPTS, **call_kwargs(guidance_scale=1.0))  # no CFG: one forward per step
@@ -395,7 +362,6 @@ def test_clip_memory_not_built_without_kv_cache(pipe36):
 
 
 def test_real_clip_memory_with_recent_selector(tmp_path):
-    pytest.importorskip("diffusers_longvid.attention.memory")
     from diffusers_longvid.attention.kv_cache import CrossClipKVCacheConfig
     from diffusers_longvid.selection import RecentSelector
 
@@ -457,8 +423,6 @@ def get_kv_processors(pipe):
 
 
 def test_real_clip_memory_default_selector():
-    pytest.importorskip("diffusers_longvid.attention.memory")
-    pytest.importorskip("sentence_transformers")
     pipe = make_pipe(36)
     prompts = ["a red ball on grass", "a cat sleeping on a sofa", "a red ball rolls on the grass"]
     out = pipe(prompts, **call_kwargs(), kv_cache_clips=1)

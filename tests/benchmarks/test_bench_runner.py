@@ -21,7 +21,7 @@ from diffusers_longvid.cli import main
 from diffusers_longvid.testing import get_tiny_transformer
 
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CLIPS, K = 4, 2
 TINY = dict(num_clips=CLIPS, height=16, width=16, num_frames=9, num_inference_steps=1, kv_cache_clips=K, window=1)
 

@@ -1,9 +1,9 @@
-"""Shared helpers of the trainer tests, and the worker that `torchrun` starts in tests/test_train_ddp.py.
+"""Shared helpers of the trainer tests, and the worker that `torchrun` starts in tests/training/test_train_ddp.py.
 
-Helpers: a tiny random pipeline folder, small real mp4 files with their manifests (one for short clips, one for long
+Helpers (the autouse fixture that resets accelerate's state is in tests/training/conftest.py): a tiny random pipeline folder, small real mp4 files with their manifests (one for short clips, one for long
 videos), latent caches of them, and a hash of a model's weights.
 
-As a script (`torchrun --nproc_per_node 2 tests/_train_worker.py STAGE OUT_DIR ARGS...`), each process runs one
+As a script (`torchrun --nproc_per_node 2 tests/training/_train_worker.py STAGE OUT_DIR ARGS...`), each process runs one
 training stage through the CLI on the CPU (gloo), then writes `OUT_DIR/rank<r>.json` with its process count and a hash
 of its trained weights; rank 0 also writes `OUT_DIR/num_processes.txt`.
 """
@@ -15,11 +15,10 @@ import json
 import sys
 from pathlib import Path
 
-import pytest
 import torch
 
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/, for _media
 
 from _media import write_test_manifest, write_test_video  # noqa: E402
 
@@ -29,22 +28,6 @@ SIZE = 16  # frames are 16x16: 2x2 latents, 1 token per latent frame with patch 
 SHORT_FRAMES = 9  # 3 latent frames
 LONG_FRAMES, OVERLAP, CLIPS_PER_VIDEO = 5, 1, 3  # stage 2: 2 latent frames per clip, stride 1
 PROMPTS = ["a red square slides right", "a green square falls", "a red square slides left", "a blue square rises"]
-
-
-def _reset_accelerate_state() -> None:
-    from accelerate.state import AcceleratorState, GradientState
-
-    AcceleratorState._reset_state(reset_partial_state=True)
-    GradientState._reset_state()
-
-
-@pytest.fixture(autouse=True)
-def fresh_accelerate_state():
-    """accelerate keeps its state (mixed precision, ...) per process: reset it around each test, as accelerate's own
-    tests do, so that tests may use different settings. Import this fixture into a test module to use it."""
-    _reset_accelerate_state()
-    yield
-    _reset_accelerate_state()
 
 
 def tiny_pipeline_folder(folder: Path) -> Path:

@@ -4,6 +4,7 @@ import math
 
 import pytest
 import torch
+from _kv_inputs import FRAMES, TOKENS_PER_FRAME, make_inputs, record_clip, run
 from diffusers.models.transformers.transformer_wan import WanAttnProcessor
 
 from diffusers_longvid.attention import (
@@ -14,38 +15,8 @@ from diffusers_longvid.attention import (
     disable_cross_clip_kv_cache,
     enable_cross_clip_kv_cache,
     get_cross_clip_kv_cache,
-    rope_frame_offset,
 )
 from diffusers_longvid.testing import get_tiny_transformer
-
-
-FRAMES, HEIGHT, WIDTH = 3, 8, 8  # latent size; patched grid (3, 4, 4) -> 48 tokens
-TOKENS_PER_FRAME = (HEIGHT // 2) * (WIDTH // 2)
-
-
-def make_inputs(seed: int, batch: int = 1) -> dict[str, torch.Tensor]:
-    g = torch.Generator().manual_seed(seed)
-    return {
-        "hidden_states": torch.randn(batch, 16, FRAMES, HEIGHT, WIDTH, generator=g),
-        "timestep": torch.tensor([500] * batch),
-        "encoder_hidden_states": torch.randn(batch, 8, 32, generator=g),
-    }
-
-
-def run(transformer, inputs, offset: int = 0) -> torch.Tensor:
-    with rope_frame_offset(transformer, offset):
-        return transformer(**inputs).sample
-
-
-def record_clip(transformer, cache, inputs, clip_id: int, offset: int, branch: CFGBranch = CFGBranch.COND) -> None:
-    with cache.branch(branch), cache.recording():
-        run(transformer, inputs, offset)
-    cache.commit(clip_id)
-
-
-@pytest.fixture
-def transformer():
-    return get_tiny_transformer(num_layers=4)
 
 
 @pytest.mark.parametrize("fused", [False, True])
