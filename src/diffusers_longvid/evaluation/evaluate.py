@@ -34,13 +34,14 @@ from .metrics import (
     CONSISTENCY_DIMENSIONS,
     FRAME_DIMENSIONS,
     METRICS,
+    MOTION_DIMENSIONS,
     clip_bounds,
     fit_slope,
     mean_or_none,
     validate_dimensions,
     vbench_consistency,
 )
-from .motion import PairwiseFlow, clip_dynamic_degree, clip_motion_smoothness, to_gray
+from .motion import PairwiseFlow, clip_dynamic_degree, clip_motion_smoothness, require_flow, to_gray
 from .video import VideoSource, list_videos, open_video
 
 
@@ -214,7 +215,13 @@ def get_backend(
         backend (`str` or [`EvaluationBackend`]): The backend name or instance.
         dimensions (`Sequence[str]`, *optional*): Dimensions to evaluate; the backend loads only their models.
         backend_kwargs: Passed to the backend's constructor, e.g. `subject_model=...` for the reference backend.
+
+    Raises:
+        ImportError: A motion dimension (motion smoothness, dynamic degree) is requested and OpenCV, which they need,
+            is not installed; raised before any model is loaded. The other dimensions run without OpenCV.
     """
+    if any(d in MOTION_DIMENSIONS for d in validate_dimensions(dimensions)):
+        require_flow()
     if isinstance(backend, EvaluationBackend):
         if backend_kwargs:
             raise ValueError("`backend_kwargs` can only be used with a backend name, not a backend instance.")

@@ -3,11 +3,14 @@
 
 VBench measures motion with RAFT (dynamic degree) and interpolates frames with AMT (motion smoothness). Both need
 torchvision-era model code and weights; here the flow is OpenCV's DIS (or Farneback) and the in-between frame is
-obtained by warping the two neighbours along that flow. Both backends use this module.
+obtained by warping the two neighbours along that flow. Both backends use this module, and it is the only part of
+the evaluation that needs OpenCV (`pip install "diffusers-longvid[eval]"`): [`FlowEstimator`] imports it on first use,
+and [`require_flow`] checks for it up front when a motion dimension is requested.
 """
 
 from __future__ import annotations
 
+from types import ModuleType
 from typing import Literal
 
 import numpy as np
@@ -18,6 +21,7 @@ from .metrics import dynamic_degree_interval, dynamic_degree_params
 
 __all__ = [
     "FlowEstimator",
+    "require_flow",
     "PairwiseFlow",
     "to_gray",
     "top_flow_magnitude",
@@ -27,9 +31,20 @@ __all__ = [
 ]
 
 
+_FLOW_FEATURE = (
+    "Optical flow for the motion dimensions (`motion_smoothness`, `dynamic_degree`; leave them out of `dimensions` "
+    "to evaluate the others without it)"
+)
+
+
+def require_flow() -> ModuleType:
+    """OpenCV (`cv2`), which the motion dimensions need, or an `ImportError` naming the `[eval]` extra."""
+    return require("cv2", _FLOW_FEATURE)
+
+
 def to_gray(frames: np.ndarray) -> np.ndarray:
     """RGB `uint8` frames `(F, H, W, 3)` to `uint8` luma `(F, H, W)` (ITU-R BT.601, OpenCV's `RGB2GRAY`)."""
-    cv2 = require("cv2", "optical flow for motion smoothness and dynamic degree")
+    cv2 = require_flow()
     return np.stack([cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY) for frame in frames])
 
 
@@ -45,6 +60,8 @@ class FlowEstimator:
             Frames whose short side is larger are downscaled (area interpolation) to this short side before the flow
             is computed, and the flow is scaled back to full-resolution pixels. VBench's motion thresholds are defined
             relative to a 256-pixel short side, so little is lost, and 480p runs ~4x faster. `None` keeps full size.
+
+    OpenCV is imported on first use, not here, so a backend evaluating no motion dimension runs without it.
     """
 
     _PRESETS = {"ultrafast": 0, "fast": 1, "medium": 2}
@@ -61,11 +78,15 @@ class FlowEstimator:
             raise ValueError(f"`preset` must be one of {list(self._PRESETS)}, got {preset!r}.")
         if max_short_side is not None and (not isinstance(max_short_side, int) or max_short_side < 8):
             raise ValueError(f"`max_short_side` must be an integer >= 8 or None, got {max_short_side!r}.")
-        self.cv2 = require("cv2", "optical flow for motion smoothness and dynamic degree")
         self.method = method
         self.preset = preset
         self.max_short_side = max_short_side
         self._dis = None
+
+    @property
+    def cv2(self) -> ModuleType:
+        """The `cv2` module, imported on first use (an `ImportError` naming the `[eval]` extra without it)."""
+        return require_flow()
 
     def describe(self) -> str:
         size = f", short side <= {self.max_short_side} px" if self.max_short_side else ""

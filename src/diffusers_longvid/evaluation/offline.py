@@ -13,7 +13,10 @@ compare runs with each other, and the reference backend to compare with papers.
 | aesthetic quality | LAION aesthetic head on CLIP ViT-L/14 | colourfulness (Hasler & Süsstrunk) and RMS contrast |
 | imaging quality | MUSIQ (SPAQ) | sharpness (1 - blur effect, Crété-Roffet) times a noise factor (Immerkær) |
 
-Motion smoothness and dynamic degree use OpenCV flow in both backends (see `motion.py`).
+Motion smoothness and dynamic degree use OpenCV flow in both backends (see `motion.py`); they are the only
+dimensions that need OpenCV (the `[eval]` extra). The other four use the numpy image operations of `imageops.py`
+(area resize, luma, Gaussian / box / Sobel filters), which reproduce the OpenCV calls this backend used to make and
+are used whether OpenCV is installed or not, so the scores do not depend on it.
 """
 
 from __future__ import annotations
@@ -24,9 +27,10 @@ from typing import Any, Literal
 
 import numpy as np
 
-from ..utils import require
 from .backend import EvaluationBackend
-from .metrics import CONSISTENCY_DIMENSIONS, FRAME_DIMENSIONS
+from .imageops import box_blur, correlate2d, correlate_separable, resize_area, rgb_to_luma, sobel
+from .metrics import CONSISTENCY_DIMENSIONS, FRAME_DIMENSIONS, MOTION_DIMENSIONS
+from .motion import require_flow
 
 
 __all__ = [
@@ -73,15 +77,13 @@ def _resize_frames(frames: np.ndarray, short_side: int | None = None, long_side:
         return frames
     if scale >= 1.0:
         return frames
-    cv2 = require("cv2", "the offline evaluation backend")
-    size = (max(1, round(width * scale)), max(1, round(height * scale)))
-    return np.stack([cv2.resize(frame, size, interpolation=cv2.INTER_AREA) for frame in frames])
+    size = (max(1, round(height * scale)), max(1, round(width * scale)))
+    return resize_area(frames, size, channels_last=frames.ndim == 4)
 
 
 def _luma(frames: np.ndarray) -> np.ndarray:
     """`uint8` RGB `(F, H, W, 3)` to float32 luma `(F, H, W)` in 0..255 (BT.601)."""
-    cv2 = require("cv2", "the offline evaluation backend")
-    return np.stack([cv2.cvtColor(frame.astype(np.float32), cv2.COLOR_RGB2GRAY) for frame in frames])
+    return rgb_to_luma(frames)
 
 
 def _gaussian_window(size: int, sigma: float) -> np.ndarray:
@@ -90,11 +92,11 @@ def _gaussian_window(size: int, sigma: float) -> np.ndarray:
     return (kernel / kernel.sum()).astype(np.float32)
 
 
-def _gaussian_filter_valid(x: np.ndarray, kernel: np.ndarray, cv2: Any) -> np.ndarray:
+def _gaussian_filter_valid(x: np.ndarray, kernel: np.ndarray) -> np.ndarray:
     """Separable Gaussian filtering of `(N, H, W)` float32, keeping only the 'valid' area (no border effects)."""
     offset = (kernel.size - 1) // 2
     height, width = x.shape[1:]
-    out = np.stack([cv2.sepFilter2D(frame, -1, kernel, kernel, borderType=cv2.BORDER_REFLECT) for frame in x])
+    out = correlate_separable(x, kernel, kernel, border="reflect")
     return out[:, offset : height - offset, offset : width - offset]
 
 
@@ -112,15 +114,14 @@ def ssim_similarity(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
     11x11 Gaussian window (sigma 1.5, smaller for frames under 11 px), 'valid' filtering, `K1 = 0.01`, `K2 = 0.03`.
     """
-    cv2 = require("cv2", "the offline evaluation backend")
     a, b = np.broadcast_arrays(np.asarray(a, dtype=np.float32), np.asarray(b, dtype=np.float32))
     size = min(_SSIM_WINDOW, a.shape[-2], a.shape[-1])
     size -= 1 - size % 2  # odd
     kernel = _gaussian_window(size, _SSIM_SIGMA)
-    mu_x, mu_y = _gaussian_filter_valid(a, kernel, cv2), _gaussian_filter_valid(b, kernel, cv2)
-    var_x = np.maximum(_gaussian_filter_valid(a * a, kernel, cv2) - mu_x**2, 0)
-    var_y = np.maximum(_gaussian_filter_valid(b * b, kernel, cv2) - mu_y**2, 0)
-    cov = _gaussian_filter_valid(a * b, kernel, cv2) - mu_x * mu_y
+    mu_x, mu_y = _gaussian_filter_valid(a, kernel), _gaussian_filter_valid(b, kernel)
+    var_x = np.maximum(_gaussian_filter_valid(a * a, kernel) - mu_x**2, 0)
+    var_y = np.maximum(_gaussian_filter_valid(b * b, kernel) - mu_y**2, 0)
+    cov = _gaussian_filter_valid(a * b, kernel) - mu_x * mu_y
     ssim = ((2 * mu_x * mu_y + _SSIM_C1) * (2 * cov + _SSIM_C2)) / (
         (mu_x**2 + mu_y**2 + _SSIM_C1) * (var_x + var_y + _SSIM_C2)
     )
@@ -198,11 +199,10 @@ def blur_effect(luma: np.ndarray, length: int = BLUR_LENGTH) -> np.ndarray:
     large enough, as scikit-image does), and the result is the larger of the two axes. 0 is sharp, 1 is maximally
     blurred (a flat frame counts as 1).
     """
-    cv2 = require("cv2", "the offline imaging-quality proxy")
     luma = np.asarray(luma, dtype=np.float32)
     results = []
-    for axis, ksize in ((1, (1, length)), (2, (length, 1))):  # cv2 ksize is (width, height)
-        blurred = np.stack([cv2.blur(frame, ksize, borderType=cv2.BORDER_REFLECT) for frame in luma])
+    for axis, ksize in ((1, (length, 1)), (2, (1, length))):  # ksize is (height, width)
+        blurred = box_blur(luma, ksize, border="reflect")
         d_frame = np.abs(np.diff(luma, axis=axis))
         d_blur = np.abs(np.diff(blurred, axis=axis))
         variation = np.maximum(0.0, d_frame - d_blur)
@@ -224,16 +224,14 @@ def noise_sigma(luma: np.ndarray, edge_fraction: float = 0.1) -> np.ndarray:
     `N = [[1, -2, 1], [-2, 4, -2], [1, -2, 1]]`, averaged over the non-edge pixels (the `edge_fraction` of pixels
     with the largest Sobel gradient are excluded, as in Tai & Yang 2008), so structure is not read as noise.
     """
-    cv2 = require("cv2", "the offline imaging-quality proxy")
     luma = np.asarray(luma, dtype=np.float32)
     if min(luma.shape[1:]) < 3:
         return np.zeros(len(luma))
     mask = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], dtype=np.float32)
     inner = (slice(1, -1), slice(1, -1))
-    response = np.stack([np.abs(cv2.filter2D(f, -1, mask, borderType=cv2.BORDER_REFLECT))[inner] for f in luma])
-    gradient = np.stack(
-        [np.hypot(cv2.Sobel(f, -1, 1, 0, ksize=3), cv2.Sobel(f, -1, 0, 1, ksize=3))[inner] for f in luma]
-    )
+    inner = (slice(None),) + inner
+    response = np.abs(correlate2d(luma, mask, border="reflect"))[inner]
+    gradient = np.hypot(sobel(luma, 1, 0), sobel(luma, 0, 1))[inner]
     response = response.reshape(len(luma), -1).astype(np.float64)
     gradient = gradient.reshape(len(luma), -1)
     threshold = np.quantile(gradient, 1.0 - edge_fraction, axis=1, keepdims=True)
@@ -273,7 +271,8 @@ def imaging_quality_proxy(frames: np.ndarray) -> np.ndarray:
 class OfflineBackend(EvaluationBackend):
     r"""
     VBench-style evaluation without weights: classical proxies (see the module docstring), not comparable to
-    published VBench numbers. Deterministic; needs `opencv-python-headless` (`pip install diffusers-longvid[eval]`).
+    published VBench numbers. Deterministic. Only the motion dimensions (motion smoothness, dynamic degree) need
+    OpenCV (`pip install "diffusers-longvid[eval]"`); the other four run on numpy alone.
 
     Args:
         dimensions (`Sequence[str]`, *optional*): The dimensions to evaluate (default: all six).
@@ -301,6 +300,8 @@ class OfflineBackend(EvaluationBackend):
             flow_max_short_side=flow_max_short_side,
         )
         self.batch_size = batch_size
+        if any(d in MOTION_DIMENSIONS for d in self.dimensions):
+            require_flow()  # fail here, before any frame is read, not at the first motion clip
 
     def _batched(self, fn, frames: np.ndarray) -> np.ndarray:
         return np.concatenate([fn(frames[i : i + self.batch_size]) for i in range(0, len(frames), self.batch_size)])
