@@ -355,3 +355,27 @@ def test_gradient_checkpointing_recomputes_with_the_history(data, tmp_path):
         spec.compute_loss(model, spec.collate([spec.dataset[1]]), torch.Generator().manual_seed(0)).backward()
         grads.append(torch.cat([p.grad.flatten() for p in model.parameters() if p.requires_grad]))
     torch.testing.assert_close(grads[1], grads[0], rtol=1e-5, atol=1e-7)
+
+
+def test_sliding_examples_make_every_clip_a_target(data, tmp_path):
+    # min_clips_per_video: one example ends at every clip from the 2nd on (continuations and comebacks alike), with
+    # the up to clips_per_video - 1 clips before it as history; a batch mixes examples of different lengths
+    config = cached_config(data, tmp_path, min_clips_per_video=2, max_train_steps=2, train_batch_size=3)
+    spec = CausalLoRATrainingSpec(config)
+    dataset = spec.build_dataset()
+    expected = [
+        (position, max(0, last - CLIPS_PER_VIDEO + 1), min(last + 1, CLIPS_PER_VIDEO))
+        for position, record in enumerate(dataset.items)
+        for last in range(1, record["num_clips"])
+    ]
+    assert dataset.pieces == expected and len({count for _, _, count in expected}) > 1
+    fixed = CausalLoRATrainingSpec(cached_config(data, tmp_path / "fixed")).build_dataset()
+    assert len(dataset) > len(fixed)
+    batch = spec.collate([dataset[i] for i in range(3)])
+    assert [len(example.captions) for example in batch.examples] == [count for _, _, count in expected[:3]]
+    result = run_training(spec, config)
+    assert len(result.losses) == 2 and all(np.isfinite(result.losses))
+    with pytest.raises(ValueError, match=r"min_clips_per_video.*\[2, `clips_per_video` = 3\]"):
+        cached_config(data, tmp_path, min_clips_per_video=4)
+    with pytest.raises(ValueError, match="min_clips_per_video"):
+        cached_config(data, tmp_path, min_clips_per_video=1)

@@ -591,8 +591,37 @@ def test_cache_latents_long_round_trip(media, tiny_pipeline, tmp_path):
         assert torch.equal(piece["prompt_embeds"], item["prompt_embeds"][2 * position : 2 * position + 2])
         for key in ("captions", "clip_starts", "clip_times", "first_clip_index", "start", "num_clips"):
             assert piece[key] == expected[key], key
-    with pytest.raises(ValueError, match="holds `num_clips` = 5 clips"):
+    with pytest.raises(ValueError, match=r"holds 5 clips \(`num_clips` = 5\)"):
         CachedLongVideoDataset(out, num_clips=5)
+
+    # sliding pieces: one ends at every clip from the 2nd on (targets 1, 2, 3), each with up to 3 clips, the same
+    # pieces as the pixel dataset's sliding items
+    sliding = CachedLongVideoDataset(out, num_clips=3, min_clips=2)
+    pixel_sliding = LongVideoDataset(
+        load_manifest(manifest),
+        16,
+        16,
+        num_frames=17,
+        overlap_frames=5,
+        fps=FPS,
+        max_clips=3,
+        min_clips=2,
+        sliding=True,
+    )
+    assert [piece[1:] for piece in sliding.pieces] == [(0, 2), (0, 3), (1, 3)]
+    assert len(pixel_sliding) == len(sliding) == 3
+    for position, (first, count) in enumerate([(0, 2), (0, 3), (1, 3)]):
+        piece, expected = sliding[position], pixel_sliding.describe(position)
+        assert torch.equal(piece["latents"], item["latents"][first : first + count])
+        assert piece["captions"] == item["captions"][first : first + count]
+        for key in ("captions", "clip_starts", "clip_times", "first_clip_index", "start", "num_clips"):
+            assert piece[key] == expected[key], key
+    with pytest.raises(ValueError, match="`min_clips` .* needs `num_clips`"):
+        CachedLongVideoDataset(out, min_clips=2)
+    with pytest.raises(ValueError, match="1 <= `min_clips` <= `num_clips`"):
+        CachedLongVideoDataset(out, num_clips=2, min_clips=3)
+    with pytest.raises(ValueError, match="`sliding=True` needs `max_clips`"):
+        LongVideoDataset(load_manifest(manifest), 16, 16, num_frames=17, overlap_frames=5, fps=FPS, sliding=True)
 
 
 def test_cache_latents_cli_checks(media, tiny_pipeline, tmp_path, capsys):

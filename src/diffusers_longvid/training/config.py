@@ -260,6 +260,12 @@ class CausalLoRATrainConfig(TrainConfig):
         False, "Let gradients flow through the history K/V into the LoRA (costlier; default: history detached)."
     )
     clips_per_video: int = _f(6, "Consecutive clips per training example: the last is the target, the others history.")
+    min_clips_per_video: int | None = _f(
+        None,
+        "Sliding examples: every clip from this many clips into a video on is a target once, with the up to "
+        "`clips_per_video` - 1 clips before it as history (continuations, exits and comebacks alike). Unset: "
+        "non-overlapping pieces of exactly `clips_per_video` clips, each targeting its last clip.",
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -294,6 +300,13 @@ class CausalLoRATrainConfig(TrainConfig):
             "clips_per_video",
             "an int >= 2 (history + target)",
             self.clips_per_video,
+        )
+        _check(
+            self.min_clips_per_video is None
+            or (is_int(self.min_clips_per_video) and 2 <= self.min_clips_per_video <= self.clips_per_video),
+            "min_clips_per_video",
+            f"unset or an int in [2, `clips_per_video` = {self.clips_per_video}] (at least one history clip)",
+            self.min_clips_per_video,
         )
 
 

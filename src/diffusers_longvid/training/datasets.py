@@ -481,6 +481,10 @@ class LongVideoDataset(_ManifestVideoDataset):
         fps (`float`, *optional*, defaults to 16.0): Output frame rate.
         max_clips (`int`, *optional*): Cut longer runs into items of this many clips (bounds memory per item).
         min_clips (`int`, *optional*, defaults to 2): Fewest clips per item; 2 gives every item one history clip.
+        sliding (`bool`, *optional*, defaults to `False`):
+            Overlapping items instead of cut pieces: one item ends at every clip of a run from the `min_clips`-th on,
+            holding the up to `max_clips` clips that end there, so every such clip is the last (a stage-2 target)
+            of one item. Needs `max_clips`.
         max_gap (`float`, *optional*): Largest gap in seconds between captioned clips of one run; defaults to half a
             frame at `fps`.
         temporal_compression (`int`, *optional*, defaults to 4): The VAE's temporal factor.
@@ -498,6 +502,7 @@ class LongVideoDataset(_ManifestVideoDataset):
         min_clips: int = 2,
         max_gap: float | None = None,
         temporal_compression: int = VAE_TEMPORAL_COMPRESSION,
+        sliding: bool = False,
     ):
         if not is_valid_num_frames(num_frames, temporal_compression):
             raise ValueError(f"`num_frames` must be 1 + {temporal_compression} * k (e.g. 81), got {num_frames}.")
@@ -508,9 +513,11 @@ class LongVideoDataset(_ManifestVideoDataset):
             )
         if min_clips < 1 or (max_clips is not None and max_clips < min_clips):
             raise ValueError(f"Need 1 <= `min_clips` <= `max_clips`, got {min_clips} and {max_clips}.")
+        if sliding and max_clips is None:
+            raise ValueError("`sliding=True` needs `max_clips` (the most clips of one item).")
         super().__init__(manifest, height, width, fps, temporal_compression)
         self.num_frames, self.overlap_frames = num_frames, overlap_frames
-        self.max_clips, self.min_clips = max_clips, min_clips
+        self.max_clips, self.min_clips, self.sliding = max_clips, min_clips, sliding
         self.max_gap = 0.5 / self.fps if max_gap is None else max_gap
         stride = num_frames - overlap_frames
 
@@ -528,7 +535,13 @@ class LongVideoDataset(_ManifestVideoDataset):
                     continue
                 captions = tuple(self._caption_of(record, run, start, n * stride) for n in range(num_windows))
                 size = max_clips or num_windows
-                pieces = [(first, min(size, num_windows - first)) for first in range(0, num_windows, size)]
+                if sliding:
+                    starts = [max(0, last - size + 1) for last in range(min_clips - 1, num_windows)]
+                    pieces = [
+                        (first, last - first + 1) for first, last in zip(starts, range(min_clips - 1, num_windows))
+                    ]
+                else:
+                    pieces = [(first, min(size, num_windows - first)) for first in range(0, num_windows, size)]
                 kept = [(first, count) for first, count in pieces if count >= min_clips]
                 self.num_too_short += len(pieces) - len(kept)
                 for first, count in kept:

@@ -200,6 +200,7 @@ def _dataset_metadata(dataset) -> dict[str, Any]:
             "overlap_frames": dataset.overlap_frames,
             "max_clips": dataset.max_clips,
             "min_clips": dataset.min_clips,
+            "sliding": dataset.sliding,
             **common,
         }
     raise TypeError(f"`dataset` must be a `ShortClipDataset` or a `LongVideoDataset`, got {type(dataset).__name__}.")
@@ -583,27 +584,42 @@ class CachedLongVideoDataset(_CachedDataset):
             `max_clips = min_clips = num_clips` (pieces start at clips 0, `num_clips`, ...; a shorter last piece is
             dropped). `first_clip_index`, `clip_starts`, `clip_times` and `start` follow. Only the piece's latents are
             read from disk. `index` stays the cached item's index in the pixel dataset.
+        min_clips (`int`, *optional*):
+            Sliding pieces instead: one piece ends at every clip from the `min_clips`-th on, holding the up to
+            `num_clips` clips that end there (pieces overlap). A stage-2 example's target is its piece's last clip,
+            so every clip of a video from there on is a target once: continuations, exits and comebacks alike.
+            Needs `num_clips`; `1 <= min_clips <= num_clips`.
     """
 
     kind = "long"
 
-    def __init__(self, cache_dir: str | os.PathLike, num_clips: int | None = None):
+    def __init__(self, cache_dir: str | os.PathLike, num_clips: int | None = None, min_clips: int | None = None):
         super().__init__(cache_dir)
         if num_clips is not None and num_clips < 1:
             raise ValueError(f"`num_clips` must be >= 1, got {num_clips}.")
-        self.num_clips = num_clips
+        if min_clips is not None and (num_clips is None or not 1 <= min_clips <= num_clips):
+            raise ValueError(
+                f"`min_clips` (sliding pieces) needs `num_clips` and 1 <= `min_clips` <= `num_clips`, got "
+                f"min_clips={min_clips} and num_clips={num_clips}."
+            )
+        self.num_clips, self.min_clips = num_clips, min_clips
         # (cached item, first clip, number of clips)
         self.pieces: list[tuple[int, int, int]] = []
         for position, record in enumerate(self.items):
             total = record["num_clips"]
             if num_clips is None:
                 self.pieces.append((position, 0, total))
+            elif min_clips is not None:
+                for last in range(min_clips - 1, total):
+                    first = max(0, last - num_clips + 1)
+                    self.pieces.append((position, first, last - first + 1))
             else:
                 self.pieces.extend(
                     (position, first, num_clips) for first in range(0, total - num_clips + 1, num_clips)
                 )
         if not self.pieces:
-            raise ValueError(f"No cached long video in {cache_dir} holds `num_clips` = {num_clips} clips.")
+            fewest = num_clips if min_clips is None else min_clips
+            raise ValueError(f"No cached long video in {cache_dir} holds {fewest} clips (`num_clips` = {num_clips}).")
 
     def __len__(self) -> int:
         return len(self.pieces)

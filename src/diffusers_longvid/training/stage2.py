@@ -139,7 +139,9 @@ class CausalLoRATrainingSpec(WanTrainingSpecBase):
         if cfg.latent_cache is not None:
             from .latent_cache import CachedLongVideoDataset
 
-            dataset = CachedLongVideoDataset(cfg.latent_cache, num_clips=cfg.clips_per_video)
+            dataset = CachedLongVideoDataset(
+                cfg.latent_cache, num_clips=cfg.clips_per_video, min_clips=cfg.min_clips_per_video
+            )
             self._use_cache_sizes(dataset.metadata)
             overlap = dataset.metadata["overlap_frames"]
             if overlap != cfg.num_condition_frames:
@@ -159,7 +161,8 @@ class CausalLoRATrainingSpec(WanTrainingSpecBase):
                 num_frames=cfg.num_frames,
                 overlap_frames=cfg.num_condition_frames,
                 max_clips=cfg.clips_per_video,
-                min_clips=cfg.clips_per_video,
+                min_clips=cfg.min_clips_per_video or cfg.clips_per_video,
+                sliding=cfg.min_clips_per_video is not None,
             )
         self.dataset = dataset
         return dataset
