@@ -50,12 +50,17 @@ def test_enable_is_idempotent_and_disable_restores_exact_processors(transformer)
     after_enable = transformer.attn_processors
     changed = sorted(name for name in before if after_enable[name] is not before[name])
     assert changed == ["blocks.2.attn1.processor", "blocks.3.attn1.processor"]
-    assert len(transformer._forward_pre_hooks) == 1
+    # the token grid comes from one diffusers ModelHook on the transformer (no raw torch hook)
+    registry = transformer._diffusers_hook
+    assert registry._hook_order == ["longvid_cross_clip_token_grid"]
+    assert len(transformer._forward_pre_hooks) == 0
+    transformer(**make_inputs(0))
+    assert cache._token_grid is not None
 
     disable_cross_clip_kv_cache(transformer)
     restored = transformer.attn_processors
     assert all(restored[name] is before[name] for name in before)
-    assert len(transformer._forward_pre_hooks) == 0
+    assert registry._hook_order == [] and registry.get_hook("longvid_cross_clip_token_grid") is None
     assert get_cross_clip_kv_cache(transformer) is None
     disable_cross_clip_kv_cache(transformer)  # no-op
 

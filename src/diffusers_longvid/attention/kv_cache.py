@@ -350,8 +350,8 @@ class CrossClipKVCache:
         self._kept_index: tuple[tuple[int, int, int, torch.device], torch.Tensor | None] | None = None
         # attention probe (config.probe_attention): block -> [sum of per-segment shares, number of forwards]
         self._attention_sums: dict[int, list[Any]] = {}
-        # Set by `enable_cross_clip_kv_cache`: the forward pre-hook that reports the token grid.
-        self._grid_hook_handle: torch.utils.hooks.RemovableHandle | None = None
+        # `_token_grid` is set before each transformer forward by the diffusers hook `enable_cross_clip_kv_cache`
+        # registers (`_TokenGridHook`).
 
     # ------------------------------------------------------------------ state read by the processors
     @property

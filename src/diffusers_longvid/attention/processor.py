@@ -8,8 +8,11 @@ processor, and its state lives in the shared `CrossClipKVCache`.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
+from diffusers.hooks import HookRegistry, ModelHook
 from diffusers.models.attention_dispatch import dispatch_attention_fn
 from diffusers.models.transformers.transformer_wan import _get_qkv_projections
 from diffusers.utils import logging
@@ -186,19 +189,25 @@ def get_cross_clip_kv_cache(transformer: nn.Module) -> CrossClipKVCache | None:
     return None
 
 
-class _TokenGridHook:
-    """Forward pre-hook of the transformer: reports the patched `(frames, height, width)` grid to the cache."""
+_TOKEN_GRID_HOOK = "longvid_cross_clip_token_grid"
+
+
+class _TokenGridHook(ModelHook):
+    """A diffusers `ModelHook` on the transformer: reports the patched `(frames, height, width)` grid of each forward's
+    `hidden_states` to the cache (the attention processors only see the flattened tokens)."""
 
     def __init__(self, cache: CrossClipKVCache, patch_size: tuple[int, int, int]) -> None:
+        super().__init__()
         self.cache = cache
         self.patch_size = tuple(patch_size)
 
-    def __call__(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
+    def pre_forward(self, module: nn.Module, *args: Any, **kwargs: Any) -> tuple[tuple[Any, ...], dict[str, Any]]:
         hidden_states = kwargs.get("hidden_states", args[0] if args else None)
         if isinstance(hidden_states, torch.Tensor) and hidden_states.ndim == 5:
             p_t, p_h, p_w = self.patch_size
             _, _, frames, height, width = hidden_states.shape
             self.cache.set_token_grid(frames // p_t, height // p_h, width // p_w)
+        return args, kwargs
 
 
 def enable_cross_clip_kv_cache(
@@ -242,8 +251,8 @@ def enable_cross_clip_kv_cache(
         processor._parallel_config = getattr(previous, "_parallel_config", None)
         attn.set_processor(processor)
     patch_size = getattr(getattr(transformer, "config", None), "patch_size", None) or transformer.rope.patch_size
-    cache._grid_hook_handle = transformer.register_forward_pre_hook(
-        _TokenGridHook(cache, patch_size), with_kwargs=True
+    HookRegistry.check_if_exists_or_initialize(transformer).register_hook(
+        _TokenGridHook(cache, patch_size), _TOKEN_GRID_HOOK
     )
     logger.debug(f"Cross-clip KV cache enabled on blocks {list(block_indices)}.")
     return cache
@@ -264,8 +273,8 @@ def disable_cross_clip_kv_cache(transformer: nn.Module) -> None:
                 previous._attention_backend = processor._attention_backend
             block.attn1.set_processor(previous)
     disable_rope_offset(transformer)
+    registry = getattr(transformer, "_diffusers_hook", None)
+    if registry is not None and registry.get_hook(_TOKEN_GRID_HOOK) is not None:
+        registry.remove_hook(_TOKEN_GRID_HOOK, recurse=False)
     if cache is not None:
-        if cache._grid_hook_handle is not None:
-            cache._grid_hook_handle.remove()
-            cache._grid_hook_handle = None
         cache.clear()
