@@ -33,6 +33,7 @@ from typing import Any
 
 from diffusers.utils import logging
 
+from ..utils import write_json_atomic
 from .errors import AppInputError
 from .models import PipelineCache
 from .script import EditedScript, check_prompt_lengths
@@ -228,7 +229,7 @@ class GenerationJob:
         self._progress = JobProgress(job_id=self.folder.name, folder=str(self.folder), num_clips=len(script.prompts))
         self.folder.mkdir(parents=True, exist_ok=True)
         if not (self.folder / _JOB_FILE).is_file():
-            self._write_json(
+            write_json_atomic(
                 self.folder / _JOB_FILE,
                 {
                     "model": model,
@@ -265,12 +266,6 @@ class GenerationJob:
 
     def _segment(self, clip_index: int) -> Path:
         return self.state_dir / _SEGMENTS_DIR / f"clip_{clip_index:05d}.mp4"
-
-    @staticmethod
-    def _write_json(path: Path, data: dict[str, Any]) -> None:
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(data, indent=2), encoding="utf-8")
-        os.replace(tmp, path)
 
     def _write_script(self) -> str:
         if self.script.is_toy:
@@ -472,7 +467,7 @@ class GenerationJob:
                     )
                 except (TypeError, ValueError) as error:
                     raise AppInputError(f"The model cannot take these settings: {error}") from error
-                self._write_json(self.sidecar_path, self._record(settings, resumes, False))
+                write_json_atomic(self.sidecar_path, self._record(settings, resumes, False))
                 start = time.perf_counter()
                 try:
                     for clip in clips:
@@ -483,7 +478,7 @@ class GenerationJob:
                             self._progress.clips.append(clip.info)
                             self._progress.kv_plan = [dict(e) for e in clip.kv_plan]
                             self._progress.segments.append(str(self._segment(clip.clip_index)))
-                        self._write_json(self.sidecar_path, self._record(settings, resumes, False))
+                        write_json_atomic(self.sidecar_path, self._record(settings, resumes, False))
                         self._update(
                             video=str(self.video_path),
                             sidecar=str(self.sidecar_path),
@@ -500,7 +495,7 @@ class GenerationJob:
                     return self.snapshot()
                 record = self._record(settings, resumes, True)
                 record["total_seconds"] = time.perf_counter() - start
-                self._write_json(self.sidecar_path, record)
+                write_json_atomic(self.sidecar_path, record)
                 self._update(
                     status="finished",
                     current_clip=None,

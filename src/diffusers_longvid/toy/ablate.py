@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 from diffusers.utils import logging
 
+from ..utils import write_json_atomic
 from .compare import DEFAULT_VARIANTS, Variant
 
 
@@ -362,13 +363,6 @@ def _generation_key(config: AblationConfig, table: str, variant: Variant, seed: 
     }
 
 
-def _write_json(path: Path, data: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, allow_nan=True))
-    os.replace(tmp, path)  # atomic: an interrupted run never leaves half a result
-
-
 def mean_std(values: Sequence[float]) -> tuple[float, float]:
     """Mean and sample standard deviation (`ddof=1`; 0 for one value) of the finite values (NaN if none)."""
     array = np.asarray([v for v in values if v is not None and np.isfinite(v)], dtype=np.float64)
@@ -450,7 +444,8 @@ def run_ablation(
         if key_str in measured:
             record = dict(measured[key_str], table=table, variant=variant.to_dict())
             if not path.is_file():
-                _write_json(path, record)
+                path.parent.mkdir(parents=True, exist_ok=True)
+                write_json_atomic(path, record)
             skipped += 1
         else:
             progress.set_postfix_str(f"{table}/{variant.name}/seed {seed}")
@@ -500,7 +495,8 @@ def run_ablation(
                 "num_frames": int(frames.shape[0]),
                 **metrics,
             }
-            _write_json(path, record)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_json_atomic(path, record)  # an interrupted run never leaves half a result
             measured[key_str] = record
         runs[(table, variant.name, seed)] = record
     if skipped:
@@ -517,7 +513,8 @@ def run_ablation(
         "tables": summary,
         "reused_runs": skipped,
     }
-    _write_json(out_dir / "ablation.json", report)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(out_dir / "ablation.json", report)
     (out_dir / "ablation.md").write_text(format_markdown(report))
     for table in config.tables:
         plot_table(summary[table], out_dir / f"ablation_{table}.png", title=TABLE_TITLES[table])
@@ -561,7 +558,8 @@ def _calibrate(pipe: Any, config: AblationConfig, out_dir: Path) -> dict[str, An
         "converged": bool(result.converged),
         "seeds": config.seeds,
     }
-    _write_json(path, record)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(path, record)
     return record
 
 

@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 from diffusers.utils import logging
 
+from ..utils import write_json_atomic
 from .scripts import MEMORY_COLORS, is_reentry, memory_script
 from .world import COLORS, render_script_clips
 
@@ -445,9 +446,7 @@ def run_memory_benchmark(
             results.append(entry)
             progress.update(1)
         record = {"key": key, "seed": seed, "scripts": results}
-        tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(record, indent=1))
-        os.replace(tmp, path)
+        write_json_atomic(path, record)
         per_seed[seed] = record
     progress.close()
 
