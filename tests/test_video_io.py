@@ -11,7 +11,7 @@ from _media import write_test_video, write_truncated_video
 
 from diffusers_longvid.evaluation import video as eval_video
 from diffusers_longvid.training.datasets import read_video_frames
-from diffusers_longvid.video_io import iter_video_frames, read_video, to_uint8_frames
+from diffusers_longvid.video_io import VideoInfo, iter_video_frames, probe_video, read_video, to_uint8_frames
 
 
 def _imageio_frames(path) -> np.ndarray:
@@ -50,6 +50,23 @@ def test_reader_errors(tmp_path):
     assert 0 < len(read_video(truncated)) < 40  # lenient: what decodes
     with pytest.raises(ValueError, match="max_frames"):
         next(iter_video_frames(truncated, max_frames=-1))
+
+
+def test_one_header_reader_for_training_and_evaluation(tmp_path):
+    import diffusers_longvid
+    from diffusers_longvid.training import manifest
+
+    path = write_test_video(tmp_path / "a.mp4", num_frames=20, fps=8.0)
+    info = probe_video(path)
+    assert isinstance(info, VideoInfo) and (info.fps, info.width, info.height, info.num_frames) == (8.0, 48, 32, 20)
+    assert manifest.probe_video is probe_video and diffusers_longvid.probe_video is probe_video
+    assert eval_video.open_video(path).num_frames_hint == 20 and eval_video.open_video(path).fps == 8.0
+    (tmp_path / "garbage.mp4").write_bytes(b"not a video" * 100)
+    with pytest.raises(OSError, match="ffmpeg cannot read"):
+        probe_video(tmp_path / "garbage.mp4")
+    with pytest.raises(ValueError, match="Cannot read the frame rate .*; pass `fps`"):
+        eval_video.open_video(tmp_path / "garbage.mp4")
+    assert eval_video.open_video(tmp_path / "garbage.mp4", fps=4.0).num_frames_hint is None
 
 
 def test_to_uint8_frames_strict_and_lenient():

@@ -77,7 +77,10 @@ _LAZY_IMPORTS: dict[str, str] = {
     "average_frequency": "frequency",
     # video I/O
     "StreamingVideoWriter": "video_io",
+    "VideoInfo": "video_io",
     "concat_videos": "video_io",
+    "iter_video_frames": "video_io",
+    "probe_video": "video_io",
     "read_video": "video_io",
     "to_uint8_frames": "video_io",
     "write_video": "video_io",
@@ -172,7 +175,16 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs: every name o
         select_top_k,
         selector_from_config,
     )
-    from .video_io import StreamingVideoWriter, concat_videos, read_video, to_uint8_frames, write_video
+    from .video_io import (
+        StreamingVideoWriter,
+        VideoInfo,
+        concat_videos,
+        iter_video_frames,
+        probe_video,
+        read_video,
+        to_uint8_frames,
+        write_video,
+    )
 
 
 __getattr__, __dir__ = attach_lazy(__name__, _LAZY_IMPORTS, globals(), moved=_MOVED_TO_TOOLING)

@@ -1,5 +1,5 @@
 # Copyright 2026 The diffusers-longvid contributors. Licensed under the Apache License, Version 2.0.
-"""Writing videos, including clip-by-clip streaming to an mp4 while a long video is being generated.
+"""Reading and writing videos, including clip-by-clip streaming to an mp4 while a long video is being generated.
 
 [`StreamingVideoWriter`] appends frames to an mp4 through `imageio` + `imageio-ffmpeg` as each clip is finished. The
 mp4 is written *fragmented* by default (`-movflags +frag_keyframe+empty_moov`), so the file is playable up to the
@@ -13,6 +13,7 @@ import os
 import subprocess
 import tempfile
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
@@ -24,8 +25,10 @@ from .utils import require
 
 __all__ = [
     "StreamingVideoWriter",
+    "VideoInfo",
     "concat_videos",
     "iter_video_frames",
+    "probe_video",
     "read_video",
     "to_uint8_frames",
     "write_video",
@@ -272,6 +275,53 @@ def iter_video_frames(
             yield np.frombuffer(buffer, dtype=np.uint8).reshape(height, width, 3)
     finally:
         reader.close()
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What the container header says about a video's video stream.
+
+    Args:
+        fps (`float`): Frames per second of the video stream.
+        duration (`float`): Duration in seconds (container header, rounded by ffmpeg to 10 ms).
+        width (`int`): Frame width in pixels, after ffmpeg's automatic rotation.
+        height (`int`): Frame height in pixels, after ffmpeg's automatic rotation.
+    """
+
+    fps: float
+    duration: float
+    width: int
+    height: int
+
+    @property
+    def num_frames(self) -> int:
+        """Estimated number of frames, `round(duration * fps)`: exact for constant-frame-rate files."""
+        return max(1, round(self.duration * self.fps))
+
+
+def probe_video(path: str | os.PathLike) -> VideoInfo:
+    """Read a video's frame rate, duration and size from its header, without decoding frames (the package's one
+    header reader: training manifests and the evaluation use it).
+
+    Args:
+        path (`str` or `os.PathLike`): The video file.
+
+    Raises:
+        `OSError`: if ffmpeg cannot read the file or finds no video stream with a frame rate and duration.
+    """
+    imageio_ffmpeg = require("imageio_ffmpeg", "Reading videos")
+    reader = imageio_ffmpeg.read_frames(os.fspath(path))
+    try:
+        meta = next(reader)
+    except (OSError, RuntimeError, StopIteration) as err:
+        first_line = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise OSError(f"ffmpeg cannot read {path}: {first_line}") from err
+    finally:
+        reader.close()
+    fps, duration, size = meta.get("fps"), meta.get("duration"), meta.get("size")
+    if not fps or not duration or not size or not (fps > 0 and duration > 0):
+        raise OSError(f"{path} has no video stream with a frame rate and a duration (fps={fps}, duration={duration}).")
+    return VideoInfo(fps=float(fps), duration=float(duration), width=int(size[0]), height=int(size[1]))
 
 
 def read_video(path: str | os.PathLike) -> np.ndarray:

@@ -16,8 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from ..utils import require
-from ..video_io import iter_video_frames
+from ..video_io import iter_video_frames, probe_video
 from ..video_io import to_uint8_frames as _to_uint8_frames
 
 
@@ -109,18 +108,14 @@ def open_video(video: Any, fps: float | None = None, name: str | None = None) ->
         path = Path(video)
         if not path.is_file():
             raise FileNotFoundError(f"`video` {str(path)!r} is not a file.")
-        imageio = require("imageio", "reading video files for evaluation")
-        reader = imageio.v2.get_reader(str(path), format="FFMPEG")
         try:
-            meta = reader.get_meta_data()
-        finally:
-            reader.close()
-        file_fps = float(meta.get("fps") or 0.0)
-        if fps is None and file_fps <= 0:
-            raise ValueError(f"Cannot read the frame rate of {str(path)!r}; pass `fps`.")
-        rate = float(fps) if fps is not None else file_fps
-        duration = float(meta.get("duration") or 0.0)
-        hint = round(duration * file_fps) if duration > 0 and file_fps > 0 else None
+            info = probe_video(path)
+        except OSError as error:
+            if fps is None:
+                raise ValueError(f"Cannot read the frame rate of {str(path)!r} ({error}); pass `fps`.") from error
+            info = None  # decoding will tell whether the file is readable at all
+        rate = float(fps) if fps is not None else info.fps
+        hint = info.num_frames if info is not None else None
         return VideoSource(name=name or path.name, fps=rate, path=str(path), num_frames_hint=hint)
     frames = to_uint8_frames(video)
     return VideoSource(

@@ -23,60 +23,23 @@ from typing import Any
 
 from diffusers.utils import logging
 
+from ..video_io import VideoInfo, probe_video
+
 
 logger = logging.get_logger(__name__)
 
 # how many bad lines a `ManifestError` message spells out (all of them stay in `ManifestError.errors`)
 _MAX_LISTED_ERRORS = 20
 
-
-@dataclass(frozen=True)
-class VideoInfo:
-    """What the container header says about a video's video stream.
-
-    Args:
-        fps (`float`): Frames per second of the video stream.
-        duration (`float`): Duration in seconds (container header, rounded by ffmpeg to 10 ms).
-        width (`int`): Frame width in pixels, after ffmpeg's automatic rotation.
-        height (`int`): Frame height in pixels, after ffmpeg's automatic rotation.
-    """
-
-    fps: float
-    duration: float
-    width: int
-    height: int
-
-    @property
-    def num_frames(self) -> int:
-        """Estimated number of frames, `round(duration * fps)`: exact for constant-frame-rate files."""
-        return max(1, round(self.duration * self.fps))
-
-
-def probe_video(path: str | os.PathLike) -> VideoInfo:
-    """Read a video's frame rate, duration and size from its header, without decoding frames.
-
-    Args:
-        path (`str` or `os.PathLike`): The video file.
-
-    Raises:
-        `OSError`: if ffmpeg cannot read the file or finds no video stream with a frame rate and duration.
-    """
-    from ..utils import require
-
-    require("imageio_ffmpeg", "Reading training videos")
-    import imageio_ffmpeg
-
-    reader = imageio_ffmpeg.read_frames(str(path))
-    try:
-        meta = next(reader)
-    except (OSError, RuntimeError, StopIteration) as err:
-        raise OSError(f"ffmpeg cannot read {path}: {_first_line(err)}") from err
-    finally:
-        reader.close()
-    fps, duration, size = meta.get("fps"), meta.get("duration"), meta.get("size")
-    if not fps or not duration or not size or not (fps > 0 and duration > 0):
-        raise OSError(f"{path} has no video stream with a frame rate and a duration (fps={fps}, duration={duration}).")
-    return VideoInfo(fps=float(fps), duration=float(duration), width=int(size[0]), height=int(size[1]))
+__all__ = [
+    "ClipRecord",
+    "ManifestError",
+    "VideoInfo",
+    "VideoRecord",
+    "load_manifest",
+    "probe_video",
+    "write_manifest",
+]
 
 
 @dataclass(frozen=True)
