@@ -237,3 +237,15 @@ def test_resume_equals_the_uninterrupted_run(data, tmp_path):
     # and training changed the weights
     base = load_file(data["pipeline"] / "transformer" / "diffusion_pytorch_model.safetensors")
     assert not torch.equal(final_a["blocks.0.attn1.to_q.weight"], base["blocks.0.attn1.to_q.weight"])
+
+
+def test_extra_latent_caches_are_read_as_one_dataset(data, tmp_path):
+    from diffusers_longvid.training import ConcatCachedDataset
+
+    single = ExtensionTrainingSpec(cached_config(data, tmp_path / "one")).build_dataset()
+    both = ExtensionTrainingSpec(
+        cached_config(data, tmp_path / "two", extra_latent_caches=[str(data["cache"])])
+    ).build_dataset()
+    assert isinstance(both, ConcatCachedDataset) and len(both) == 2 * len(single)
+    assert torch.equal(both[len(single)]["latents"], single[0]["latents"])
+    assert both[0]["caption"] == both[len(single)]["caption"] == single[0]["caption"]

@@ -379,3 +379,35 @@ def test_sliding_examples_make_every_clip_a_target(data, tmp_path):
         cached_config(data, tmp_path, min_clips_per_video=4)
     with pytest.raises(ValueError, match="min_clips_per_video"):
         cached_config(data, tmp_path, min_clips_per_video=1)
+
+
+def test_extra_latent_caches_are_read_as_one_dataset(data, tmp_path):
+    from diffusers_longvid.training import CachedLongVideoDataset, ConcatCachedDataset
+
+    config = cached_config(data, tmp_path, extra_latent_caches=[str(data["cache"])], max_train_steps=1)
+    spec = CausalLoRATrainingSpec(config)
+    both = spec.build_dataset()
+    single = CausalLoRATrainingSpec(cached_config(data, tmp_path / "one")).build_dataset()
+    assert isinstance(both, ConcatCachedDataset) and len(both) == 2 * len(single)
+    for index in range(len(single)):
+        second = both[len(single) + index]
+        assert (
+            torch.equal(second["latents"], single[index]["latents"])
+            and second["captions"] == single[index]["captions"]
+        )
+        assert second["source"] == str(data["cache"])
+    assert torch.equal(both.empty_prompt_embeds, single.empty_prompt_embeds) and both.metadata == single.metadata
+    with pytest.raises(IndexError):
+        both[len(both)]
+    assert np.isfinite(run_training(spec, config).losses).all()
+
+    other = CachedLongVideoDataset(data["cache"], num_clips=CLIPS_PER_VIDEO)
+    other.metadata = {**other.metadata, "fps": 2 * FPS}
+    with pytest.raises(ValueError, match="differ in `fps`"):
+        ConcatCachedDataset([single, other])
+    with pytest.raises(ValueError, match="at least one"):
+        ConcatCachedDataset([])
+    no_first = cached_config(data, tmp_path, extra_latent_caches=[str(data["cache"])])
+    no_first.latent_cache, no_first.manifest = None, str(data["manifest"])
+    with pytest.raises(ValueError, match="`--extra-latent-caches` needs `--latent-cache`"):
+        CausalLoRATrainingSpec(no_first)

@@ -32,6 +32,7 @@ _LAZY_IMPORTS: dict[str, str] = {
     "CachedLongVideoDataset": "latent_cache",
     "CachedShortClipDataset": "latent_cache",
     "CachedLongVideoClipDataset": "latent_cache",
+    "ConcatCachedDataset": "latent_cache",
     "LatentCacheSummary": "latent_cache",
     "cache_latents": "latent_cache",
     "denormalize_latents": "latent_cache",

@@ -67,6 +67,11 @@ class TrainConfig:
     latent_cache: str | None = _f(
         None, "Folder written by `longvid cache-latents` (much faster than --manifest); its sizes override the flags."
     )
+    extra_latent_caches: list[str] = _f(
+        [],
+        "More `cache-latents` folders read with --latent-cache as one dataset (e.g. a second world of videos); they "
+        "must match its sizes, VAE and text encoder.",
+    )
     height: int = _f(480, "Frame height in pixels, a multiple of 16 (with --manifest, and for validation videos).")
     width: int = _f(832, "Frame width in pixels, a multiple of 16 (with --manifest, and for validation videos).")
     fps: float = _f(16.0, "Frame rate the videos are resampled to (with --manifest), and of validation videos.")

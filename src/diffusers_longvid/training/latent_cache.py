@@ -19,9 +19,11 @@ an interrupted run, started again with the same arguments, keeps the shards alre
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -693,3 +695,79 @@ class CachedLongVideoClipDataset(torch.utils.data.Dataset):
             "clip_index": first,
             "num_skipped": 0,
         }
+
+
+# what must agree between latent caches read as one dataset (`ConcatCachedDataset`)
+_CONCAT_KEYS = (
+    "kind",
+    "height",
+    "width",
+    "fps",
+    "num_frames",
+    "overlap_frames",
+    "max_sequence_length",
+    "latent_channels",
+    "vae_class",
+    "vae_config_hash",
+    "text_encoder_class",
+    "text_encoder_config_hash",
+)
+
+
+class ConcatCachedDataset(torch.utils.data.Dataset):
+    r"""Several cached datasets of one kind read as one (e.g. two worlds of training videos, cached separately).
+
+    The caches must agree on everything an example's tensors depend on: kind, frame size, fps, frames per clip,
+    overlap, text budget, latent channels and the VAE / text encoder (by class and config hash); the first one's
+    `metadata` and `empty_prompt_embeds` stand for all. Item `i` is item `i - offset` of the dataset it falls in;
+    `source` in each item names the cache folder it came from.
+
+    Args:
+        datasets (`Sequence[Dataset]`): Cached datasets (`CachedLongVideoDataset`, `CachedLongVideoClipDataset` or
+            `CachedShortClipDataset`), at least one, each with a `metadata` dict and a `cache_dir`.
+
+    Raises:
+        `ValueError`: no dataset, or two caches that differ in one of the keys above (named in the message).
+    """
+
+    def __init__(self, datasets: Sequence[torch.utils.data.Dataset]):
+        datasets = list(datasets)
+        if not datasets:
+            raise ValueError("`datasets` must hold at least one cached dataset.")
+        first = datasets[0].metadata
+        for dataset in datasets[1:]:
+            for key in _CONCAT_KEYS:
+                if dataset.metadata.get(key) != first.get(key):
+                    raise ValueError(
+                        f"Latent caches {_cache_dir(datasets[0])} and {_cache_dir(dataset)} differ in `{key}` "
+                        f"({first.get(key)!r} vs {dataset.metadata.get(key)!r}); only caches written with the same "
+                        "sizes, VAE and text encoder can be read as one dataset."
+                    )
+        self.datasets = datasets
+        self.metadata: dict[str, Any] = first
+        self.max_sequence_length: int = first["max_sequence_length"]
+        self.offsets = [0]
+        for dataset in datasets:
+            self.offsets.append(self.offsets[-1] + len(dataset))
+
+    def __len__(self) -> int:
+        return self.offsets[-1]
+
+    @property
+    def empty_prompt_embeds(self) -> torch.Tensor:
+        """The first cache's embedding of the empty caption (equal in all: same text encoder)."""
+        return self.datasets[0].empty_prompt_embeds
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        if index < 0:
+            index += len(self)
+        if not 0 <= index < len(self):
+            raise IndexError(f"Index {index} out of range for {len(self)} items.")
+        part = bisect.bisect_right(self.offsets, index) - 1
+        item = self.datasets[part][index - self.offsets[part]]
+        item["source"] = str(_cache_dir(self.datasets[part]))
+        return item
+
+
+def _cache_dir(dataset: Any) -> Path:
+    return Path(getattr(dataset, "cache_dir", None) or dataset.clips.cache_dir)

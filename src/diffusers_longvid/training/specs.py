@@ -26,6 +26,15 @@ logger = logging.get_logger(__name__)
 TRAINING_INFO_NAME = "training_info.json"
 
 
+def concat_caches(datasets: list[Any]) -> Any:
+    """One cached dataset as it is, several as one `ConcatCachedDataset` (which checks that they match)."""
+    if len(datasets) == 1:
+        return datasets[0]
+    from .latent_cache import ConcatCachedDataset
+
+    return ConcatCachedDataset(datasets)
+
+
 @dataclass
 class ClipBatch:
     """A micro-batch of short clips: clean latents (from a latent cache) or pixels (encoded on the fly).
@@ -73,6 +82,8 @@ class WanTrainingSpecBase:
             raise ValueError("Pass `--pretrained-model` (a pipeline folder or Hub id) or `--transformer`.")
         if (config.latent_cache is None) == (config.manifest is None):
             raise ValueError("Pass exactly one of `--latent-cache` (from `longvid cache-latents`) and `--manifest`.")
+        if config.extra_latent_caches and config.latent_cache is None:
+            raise ValueError("`--extra-latent-caches` needs `--latent-cache` (the first cache).")
         if config.pretrained_model is None:
             needs = [
                 reason
@@ -142,10 +153,12 @@ class WanTrainingSpecBase:
         if cfg.latent_cache is not None:
             from .latent_cache import CachedLongVideoClipDataset, CachedShortClipDataset, load_cache_index
 
-            if load_cache_index(cfg.latent_cache)["metadata"].get("kind") == "long":
-                dataset = CachedLongVideoClipDataset(cfg.latent_cache)  # every clip of the long videos is an item
-            else:
-                dataset = CachedShortClipDataset(cfg.latent_cache)
+            def read(cache: str) -> Dataset:
+                if load_cache_index(cache)["metadata"].get("kind") == "long":
+                    return CachedLongVideoClipDataset(cache)  # every clip of the long videos is an item
+                return CachedShortClipDataset(cache)
+
+            dataset = concat_caches([read(cache) for cache in [cfg.latent_cache, *cfg.extra_latent_caches]])
             self._use_cache_sizes(dataset.metadata)
             if dataset.metadata.get("num_frames") is None and cfg.train_batch_size > 1:
                 raise ValueError(

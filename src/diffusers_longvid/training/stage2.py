@@ -39,7 +39,7 @@ from torch import nn
 from ..extension import num_latent_frames, prepare_extension_condition_from_latents
 from .conditioning import novelty_weights, shifted_sigmas
 from .config import CausalLoRATrainConfig
-from .specs import WanTrainingSpecBase, _first, unwrap
+from .specs import WanTrainingSpecBase, _first, concat_caches, unwrap
 
 
 logger = logging.get_logger(__name__)
@@ -139,8 +139,11 @@ class CausalLoRATrainingSpec(WanTrainingSpecBase):
         if cfg.latent_cache is not None:
             from .latent_cache import CachedLongVideoDataset
 
-            dataset = CachedLongVideoDataset(
-                cfg.latent_cache, num_clips=cfg.clips_per_video, min_clips=cfg.min_clips_per_video
+            dataset = concat_caches(
+                [
+                    CachedLongVideoDataset(cache, num_clips=cfg.clips_per_video, min_clips=cfg.min_clips_per_video)
+                    for cache in [cfg.latent_cache, *cfg.extra_latent_caches]
+                ]
             )
             self._use_cache_sizes(dataset.metadata)
             overlap = dataset.metadata["overlap_frames"]
