@@ -98,7 +98,27 @@ VAE_FOR_PRESET=${VAE_FOR_PRESET:-$RUNS/toy_vae/vae}
 "$PY" -m diffusers_longvid.cli train-causal-lora --config examples/toy/stage2c_memory.yaml \
   --pretrained-model "$RUNS/mem_stage1c/final" --latent-cache "$RUNS/mem_cache" --output-dir "$RUNS/mem_stage2c" \
   --resume latest
-# 14. The shipped preset (v3).
-"$PY" -m diffusers_longvid.cli toy-assemble --pipeline "$RUNS/mem_stage1c/final" --lora "$RUNS/mem_stage2c/final" \
+# 14. Preset v3 (shipped until v4). It is also in the git history (then steps 12-13 can be skipped):
+#       mkdir -p runs/toy_v3 && git archive 88a7dca src/diffusers_longvid/presets/toy | \
+#         tar -x -C runs/toy_v3 --strip-components 4
+[ -f "$RUNS/toy_v3/model_index.json" ] || "$PY" -m diffusers_longvid.cli toy-assemble \
+  --pipeline "$RUNS/mem_stage1c/final" --lora "$RUNS/mem_stage2c/final" --out "$RUNS/toy_v3"
+# 15. 240 random-world videos (1-3 objects, exits, re-entries, background changes: the world of docs/results.md's Tables 2-4; seeds from 5000, so
+#     the tables' scripts 0-2 are not among them) and their latent cache (~4 + ~5 min).
+"$PY" -m diffusers_longvid.cli toy-data --out "$RUNS/toy_data_v4" --num-videos 240 --num-clips 8 --num-frames 17 \
+  --num-condition-frames 5 --seed 5000
+"$PY" -m diffusers_longvid.cli cache-latents --kind long --manifest "$RUNS/toy_data_v4/long.jsonl" \
+  --model "$RUNS/toy_v1" --out "$RUNS/toy_cache_v4" --height 64 --width 64 --fps 16 --num-frames 17 \
+  --overlap-frames 5 --max-sequence-length 64 --no-probe
+# 16. Stage 1d: 12 000 more steps from v3's transformer on both caches, novelty-weighted.
+"$PY" -m diffusers_longvid.cli train-extension --config examples/toy/stage1d_memory.yaml \
+  --pretrained-model "$RUNS/toy_v3" --latent-cache "$RUNS/mem_cache" --extra-latent-caches "$RUNS/toy_cache_v4" \
+  --output-dir "$RUNS/mem_stage1d" --resume latest
+# 17. Stage 2d: a fresh K/V LoRA, sliding targets (away / comeback / named again, and random-world continuations).
+"$PY" -m diffusers_longvid.cli train-causal-lora --config examples/toy/stage2d_memory.yaml \
+  --pretrained-model "$RUNS/mem_stage1d/final" --latent-cache "$RUNS/mem_cache" \
+  --extra-latent-caches "$RUNS/toy_cache_v4" --output-dir "$RUNS/mem_stage2d" --resume latest
+# 18. The shipped preset (v4).
+"$PY" -m diffusers_longvid.cli toy-assemble --pipeline "$RUNS/mem_stage1d/final" --lora "$RUNS/mem_stage2d/final" \
   --out "${PRESET_OUT:-src/diffusers_longvid/presets/toy}"
 echo "Toy preset written; try: longvid generate --model toy --prompt 'A red circle moves to the right on a navy background.' --num-clips 4 --out toy.mp4" >&2

@@ -307,6 +307,7 @@ def run_training(spec: TrainingSpec, config: TrainConfig) -> TrainingResult:
 
     # 1. Data first: a bad manifest or cache fails before anything heavy is loaded.
     dataset = spec.build_dataset()
+    logger.info(f"Training examples: {len(dataset):,}.")
     if accelerator.is_main_process:
         output_dir.mkdir(parents=True, exist_ok=True)
         (output_dir / "train_config.json").write_text(json.dumps(config_to_dict(config), indent=2))
