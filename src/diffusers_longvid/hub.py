@@ -138,10 +138,12 @@ The package ships a built-in `toy` preset (`get_preset_path("toy")`, `longvid ge
 1.8 M-parameter extension model trained with this project's trainers on a 2-core CPU, on the package's procedural
 toy world (flat-colour shapes moving across coloured, textured backgrounds, `diffusers_longvid.toy`). It shows the
 method's mechanics on a CPU and what they do at that scale ([docs/results.md]({url}/blob/main/docs/results.md)):
-the KV cache keeps background colours closer to the ground truth and reduces flicker (every seed of the 48-clip run); the
-model does not keep object colours, nor recover the colour of an object that re-enters the frame, with or without
-the cache; T-RFlow's [0.3, 0.7] window does not help it. It says nothing about real video, and its numbers are not
-comparable to any published figure."""
+on the re-entry benchmark (`longvid toy-memory`: an object is named, leaves, comes back with a prompt that names only
+its shape) the KV cache brings back the right colour in 0.958 of the comebacks against 0.292 without it (chance
+0.167), and the model draws a named object in 0.948 of the clips that name it. Its backgrounds are worse than the
+first preset's (background colour error about 24 against 11 on the random-world ablation), and compressed history
+(`history_pool`) loses the memory on it. It says nothing about real video, and its numbers are not comparable to
+any published figure."""
 
 _REPRODUCE = """\
 ## How to reproduce
