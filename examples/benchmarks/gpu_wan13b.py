@@ -14,8 +14,9 @@ The history processor is this script's own plain-torch one, not the package's: i
 ways of joining history and current K/V are timed: `prealloc` (the history is written once into a buffer with room
 for the current clip, whose K/V are copied into its tail at each call) and `cat` (`torch.cat` at every call). A
 third, `compressed`, is `prealloc` with the token count of compressed history (`--history-pool`, default 2,2,2:
-`CrossClipKVCacheConfig(history_pool=(2, 2, 2))`, 4,290 tokens per history clip at 480p instead of 32,760); the
-attention cost depends on the token count only, so random K/V of that length time it.
+`CrossClipKVCacheConfig(history_pool=(2, 2, 2))`, 4,290 tokens per history clip at 480p instead of 32,760), with
+the additive `(1, 1, 1, keys)` mask of its proportional attention (`log 8` on the history keys), since a mask changes
+which SDPA kernel runs; the attention cost depends on the token count only, so random K/V of that length time it.
 
 Each step is one forward per CFG branch (two with guidance, as `WanPipeline` runs them), timed with CUDA events
 after warm-up steps. The table gives ms per step, peak GiB allocated, and achieved TFLOP/s against the analytic
@@ -110,6 +111,10 @@ class HistoryKVAttnProcessor:
         mode (`str`, *optional*, defaults to `"prealloc"`):
             `"prealloc"`: history copied once into buffers with room for the current K/V, which each call writes
             into the tail; `"cat"`: `torch.cat([history, current])` at every call.
+        history_bias (`float`, *optional*): Added to the logits of every history key, as an additive
+            `(1, 1, 1, keys)` attention mask: the proportional attention of compressed history (`log` of the tokens
+            a pooled key stands for, `CrossClipKVCacheConfig(proportional_attention=True)`), which makes SDPA pick a
+            kernel that takes a mask. `None`: no mask (dense history).
     """
 
     def __init__(
@@ -119,9 +124,15 @@ class HistoryKVAttnProcessor:
         branch: BranchSelector,
         current_tokens: int,
         mode: str = "prealloc",
+        history_bias: float | None = None,
     ) -> None:
         if mode not in ("prealloc", "cat"):
             raise ValueError(f"`mode` must be 'prealloc' or 'cat', got {mode!r}.")
+        self.mask = None
+        if history_bias is not None:
+            history = history_keys[0].shape[1]
+            self.mask = history_keys[0].new_zeros(1, 1, 1, history + current_tokens)
+            self.mask[..., :history] = history_bias
         self.mode = mode
         self.branch = branch
         self.current_tokens = current_tokens
@@ -171,7 +182,12 @@ class HistoryKVAttnProcessor:
             keys, values = torch.cat([keys, key], dim=1), torch.cat([values, value], dim=1)
 
         hidden_states = F.scaled_dot_product_attention(
-            query.transpose(1, 2), keys.transpose(1, 2), values.transpose(1, 2), dropout_p=0.0, is_causal=False
+            query.transpose(1, 2),
+            keys.transpose(1, 2),
+            values.transpose(1, 2),
+            attn_mask=self.mask,
+            dropout_p=0.0,
+            is_causal=False,
         )
         hidden_states = hidden_states.transpose(1, 2).flatten(2, 3).type_as(query)
         hidden_states = attn.to_out[0](hidden_states)
@@ -210,9 +226,11 @@ def install_history(
     mode: str,
     generator: torch.Generator,
     history_tokens: int | None = None,
+    history_bias: float | None = None,
 ) -> tuple[list[HistoryKVAttnProcessor], BranchSelector]:
     """Put a `HistoryKVAttnProcessor` with random history K/V on `attn1` of each cached block (`history_tokens` per
-    history clip, default `tokens`: fewer for compressed history, whose attention costs what its token count says)."""
+    history clip, default `tokens`: fewer for compressed history, whose attention costs what its token count says;
+    `history_bias`: its proportional-attention logit bias, see `HistoryKVAttnProcessor`)."""
     heads, head_dim = model.config.num_attention_heads, model.config.attention_head_dim
     dtype = model.blocks[0].attn1.to_k.weight.dtype
     device = model.blocks[0].attn1.to_k.weight.device
@@ -222,7 +240,7 @@ def install_history(
         shape = (1, history_clips * (tokens if history_tokens is None else history_tokens), heads, head_dim)
         keys = [torch.randn(shape, generator=generator, device=device, dtype=dtype) for _ in range(branches)]
         values = [torch.randn(shape, generator=generator, device=device, dtype=dtype) for _ in range(branches)]
-        processor = HistoryKVAttnProcessor(keys, values, branch, tokens, mode)
+        processor = HistoryKVAttnProcessor(keys, values, branch, tokens, mode, history_bias)
         del keys, values
         model.blocks[index].attn1.set_processor(processor)
         processors.append(processor)
@@ -464,6 +482,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                     "prealloc" if mode == "compressed" else mode,
                     generator,
                     history_tokens,
+                    math.log(math.prod(pool)) if mode == "compressed" else None,
                 )
             if device.type == "cuda":
                 torch.cuda.synchronize(device)

@@ -91,6 +91,12 @@ class CrossClipKVCacheConfig:
             summarises sit and the RoPE relativity of the dense cache is kept. `(1, 1, 1)` is the dense cache (the
             same code path, bit-identical). Each entry at most 6 (the centroid rotation is exact only while a window
             spans less than one turn of RoPE's fastest frequency). Not combinable with frame subsampling.
+        proportional_attention (`bool`, *optional*, defaults to `True`):
+            With `history_pool`, add `log(n)` to the attention logit of every pooled key that stands for `n` tokens
+            (proportional attention, as in token merging), so a pooled window gets the softmax mass its `n` tokens
+            would get in the dense cache: a window of identical tokens is attended exactly as densely. Without it,
+            pooled history holds `1/n` of the keys and gets a correspondingly smaller share of the attention than
+            the dense history the model was trained with. No effect on dense history (no bias is built).
     """
 
     blocks: Sequence[int] | None = None
@@ -100,6 +106,7 @@ class CrossClipKVCacheConfig:
     offload_to_cpu: bool = False
     probe_attention: bool = False
     history_pool: Sequence[int] = (1, 1, 1)
+    proportional_attention: bool = True
 
     def __post_init__(self) -> None:
         if self.blocks is not None:
@@ -126,6 +133,8 @@ class CrossClipKVCacheConfig:
             raise TypeError(f"`offload_to_cpu` must be a bool, got {self.offload_to_cpu!r}.")
         if not isinstance(self.probe_attention, bool):
             raise TypeError(f"`probe_attention` must be a bool, got {self.probe_attention!r}.")
+        if not isinstance(self.proportional_attention, bool):
+            raise TypeError(f"`proportional_attention` must be a bool, got {self.proportional_attention!r}.")
         pool = self.history_pool
         if (
             isinstance(pool, (str, bytes))
@@ -157,6 +166,16 @@ class CrossClipKVCacheConfig:
         """The patched `(frames, height, width)` grid a recorded clip of this grid is stored at."""
         t, h, w = self.history_pool
         return (-(-frames // t), -(-height // h), -(-width // w))
+
+    def pooled_token_counts(self, frames: int, height: int, width: int) -> torch.Tensor:
+        """How many patched tokens each stored token of a recorded clip of this grid stands for (frame-major, the
+        order of the stored tokens; windows at the far edges hold fewer), as a float32 tensor."""
+        per_axis = []
+        for n, p in zip((frames, height, width), self.history_pool):
+            k = min(p, n)
+            per_axis.append(torch.tensor([k] * (n // k) + ([n % k] if n % k else []), dtype=torch.float32))
+        t, h, w = per_axis
+        return (t[:, None, None] * h[None, :, None] * w[None, None, :]).reshape(-1)
 
     def resolve_blocks(self, num_layers: int) -> tuple[int, ...]:
         """The sorted, non-negative block indices for a transformer with `num_layers` blocks."""
@@ -242,6 +261,21 @@ class _HistoryWindow:
         self.history_len = lengths[0]
         self._buffer: KVPair | None = None
         self._gathered: list[KVPair] | None = None
+        # proportional attention over pooled history: log token counts of the history keys, and the bias built
+        # from them for the current shape / dtype / device
+        self.history_log_counts: torch.Tensor | None = None
+        self._bias: torch.Tensor | None = None
+
+    def attention_bias(self, query: torch.Tensor, num_current: int) -> torch.Tensor:
+        """The additive attention bias `(1, 1, 1, history + current)`: `history_log_counts` on the history keys, 0 on
+        the current ones, in the dtype and on the device of `query` (built once per clip and shape)."""
+        length = self.history_len + num_current
+        bias = self._bias
+        if bias is None or bias.shape[-1] != length or bias.dtype != query.dtype or bias.device != query.device:
+            bias = torch.zeros(length, dtype=torch.float32)
+            bias[: self.history_len] = self.history_log_counts
+            bias = self._bias = bias.to(device=query.device, dtype=query.dtype).view(1, 1, 1, length)
+        return bias
 
     def extend(self, key: torch.Tensor, value: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         rows = self._rows_per_group(key.shape[0])
@@ -616,6 +650,33 @@ class CrossClipKVCache:
             return key, value
         return window.extend(key, value)
 
+    def attention_bias(self, block_index: int, query: torch.Tensor, num_current: int) -> torch.Tensor | None:
+        """The additive bias the processor of block `block_index` adds to the attention logits over
+        `[history..., current]` (`config.proportional_attention` with `history_pool`: `log` of the tokens each
+        pooled history key stands for), or `None` (dense history, proportional attention off, or no history).
+
+        Args:
+            block_index (`int`): The calling block.
+            query (`torch.Tensor`): Current queries, `(batch, tokens, heads, head_dim)` (dtype and device of the bias).
+            num_current (`int`): Current keys, after the history ones.
+        """
+        if not (self.config.pools_history and self.config.proportional_attention) or not self.uses_history():
+            return None
+        window = self._windows.get((self._batched or self._branch, block_index))
+        if window is None:
+            return None
+        if window.history_log_counts is None:
+            frames, height, width = self._checked_grid(num_current, "Proportional attention")
+            counts = self.config.pooled_token_counts(frames, height, width)
+            for kv in window.groups[0]:
+                if kv.num_tokens != counts.numel():
+                    raise RuntimeError(
+                        f"A history clip holds {kv.num_tokens} pooled tokens, a clip of the current token grid "
+                        f"{self._token_grid} pools to {counts.numel()}: history recorded at another size."
+                    )
+            window.history_log_counts = counts.log().repeat(len(window.groups[0]))
+        return window.attention_bias(query, num_current)
+
     @property
     def probes_attention(self) -> bool:
         """Whether the processors should report attention shares now (`config.probe_attention`, history attended,
@@ -630,7 +691,12 @@ class CrossClipKVCache:
     @torch.compiler.disable
     @torch.no_grad()
     def observe_attention(
-        self, block_index: int, query: torch.Tensor, key: torch.Tensor, chunk_size: int = 1024
+        self,
+        block_index: int,
+        query: torch.Tensor,
+        key: torch.Tensor,
+        chunk_size: int = 1024,
+        bias: torch.Tensor | None = None,
     ) -> None:
         """Accumulate the attention shares of one forward of block `block_index` (the processor calls this when
         `probes_attention`).
@@ -640,6 +706,7 @@ class CrossClipKVCache:
             query (`torch.Tensor`): Current queries after `norm_q` and RoPE, `(batch, tokens, heads, head_dim)`.
             key (`torch.Tensor`): The keys attended, `[history..., current]`, as returned by `attention_kv`.
             chunk_size (`int`, *optional*, defaults to 1024): Queries per `Q K^T` chunk (bounds the probe's memory).
+            bias (`torch.Tensor`, *optional*): The additive logit bias the forward attends with (`attention_bias`).
         """
         branches = self._batched or (self._branch,)
         slot = (self._batched or self._branch, block_index)
@@ -658,6 +725,8 @@ class CrossClipKVCache:
         totals = torch.zeros(len(lengths), dtype=torch.float64, device=k.device)
         for start in range(0, q.shape[1], chunk_size):
             scores = torch.einsum("bshd,bthd->bhst", q[:, start : start + chunk_size], k) * scale
+            if bias is not None:
+                scores = scores + bias.float()
             probs = scores.softmax(dim=-1)
             for i in range(len(lengths)):
                 totals[i] += probs[..., bounds[i] : bounds[i + 1]].sum(dtype=torch.float64)

@@ -156,13 +156,15 @@ class CrossClipKVAttnProcessor:
         with_history = all_key is not key
         if with_history and attention_mask is not None:
             raise NotImplementedError("`attention_mask` is not supported together with cross-clip history.")
+        # proportional attention over pooled history (`config.proportional_attention`); None for dense history
+        bias = self.cache.attention_bias(self.block_index, query, key.shape[1]) if with_history else None
         if with_history and self.cache.probes_attention:
-            self.cache.observe_attention(self.block_index, query, all_key)
+            self.cache.observe_attention(self.block_index, query, all_key, bias=bias)
         return dispatch_attention_fn(
             query,
             all_key,
             all_value,
-            attn_mask=attention_mask,
+            attn_mask=attention_mask if bias is None else bias,
             dropout_p=0.0,
             is_causal=False,
             backend=self._attention_backend,
