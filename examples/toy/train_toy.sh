@@ -121,4 +121,16 @@ VAE_FOR_PRESET=${VAE_FOR_PRESET:-$RUNS/toy_vae/vae}
 # 18. The shipped preset (v4).
 "$PY" -m diffusers_longvid.cli toy-assemble --pipeline "$RUNS/mem_stage1d/final" --lora "$RUNS/mem_stage2d/final" \
   --out "${PRESET_OUT:-src/diffusers_longvid/presets/toy}"
+# 19-21. Candidate v5 (docs/toy.md "Candidate v5", not shipped yet; RUN_V5=1 to train it): stage 1e with the plain
+#     loss from the shipped v4 preset, the random-world cache at twice its share; stage 2e = stage 2d's recipe on it.
+if [ "${RUN_V5:-0}" = 1 ]; then
+  "$PY" -m diffusers_longvid.cli train-extension --config examples/toy/stage1e_memory.yaml \
+    --pretrained-model src/diffusers_longvid/presets/toy --latent-cache "$RUNS/mem_cache" \
+    --extra-latent-caches "$RUNS/toy_cache_v4" "$RUNS/toy_cache_v4" --output-dir "$RUNS/mem_stage1e" --resume latest
+  "$PY" -m diffusers_longvid.cli train-causal-lora --config examples/toy/stage2e_memory.yaml \
+    --pretrained-model "$RUNS/mem_stage1e/final" --latent-cache "$RUNS/mem_cache" \
+    --extra-latent-caches "$RUNS/toy_cache_v4" --output-dir "$RUNS/mem_stage2e" --resume latest
+  "$PY" -m diffusers_longvid.cli toy-assemble --pipeline "$RUNS/mem_stage1e/final" --lora "$RUNS/mem_stage2e/final" \
+    --out "$RUNS/toy_v5"
+fi
 echo "Toy preset written; try: longvid generate --model toy --prompt 'A red circle moves to the right on a navy background.' --num-clips 4 --out toy.mp4" >&2

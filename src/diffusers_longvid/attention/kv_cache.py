@@ -723,10 +723,11 @@ class CrossClipKVCache:
         bounds = torch.tensor([0, *lengths], device=k.device).cumsum(0).tolist()
         scale = q.shape[-1] ** -0.5
         totals = torch.zeros(len(lengths), dtype=torch.float64, device=k.device)
+        bias = None if bias is None else bias.float()
         for start in range(0, q.shape[1], chunk_size):
             scores = torch.einsum("bshd,bthd->bhst", q[:, start : start + chunk_size], k) * scale
             if bias is not None:
-                scores = scores + bias.float()
+                scores = scores + bias
             probs = scores.softmax(dim=-1)
             for i in range(len(lengths)):
                 totals[i] += probs[..., bounds[i] : bounds[i + 1]].sum(dtype=torch.float64)
