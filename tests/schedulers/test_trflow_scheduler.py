@@ -313,6 +313,19 @@ def test_numpy_floats_are_accepted():
     assert scheduler.sigma_window == pytest.approx((0.25, 0.75))
 
 
+@pytest.mark.parametrize("shift", [0.15, 0.5, 1.0, 3.0])
+def test_schedule_stays_in_range_for_shifts_below_one(shift):
+    # found by `make fuzz`: shift=0.15 rounded the first sigma to 1.0000015 in float32 (timestep 1000.0015)
+    scheduler = TRFlowScheduler(shift=shift)
+    scheduler.set_timesteps(11)
+    assert scheduler.sigmas.max() <= 1.0 and scheduler.sigmas.min() >= 0.0
+    assert scheduler.timesteps.max() <= scheduler.config.num_train_timesteps and scheduler.timesteps.min() >= 0
+    stock = FlowMatchEulerDiscreteScheduler(shift=shift)
+    stock.set_timesteps(11)
+    inside = stock.sigmas <= 1.0
+    assert torch.equal(scheduler.sigmas[inside], stock.sigmas[inside])  # clamping leaves in-range values untouched
+
+
 def test_window_without_a_step_raises():
     scheduler = TRFlowScheduler(shift=1.0, tau_low=0.0, tau_high=0.3)  # sigma in [0.7, 1]
     with pytest.raises(ValueError, match="holds no step"):

@@ -288,6 +288,9 @@ def test_demo_script_is_a_minute_with_reentries():
     assert (F + (len(script) - 1) * (F - k)) / fps >= 60.0
     assert sum(any(flags) for flags in is_reentry(script)) >= 10
     assert len(script[0]["objects"]) == 1  # the memory world: one object that keeps coming back
+    # the memory benchmark's world: one plain background throughout (a change makes the toy model lose the colour)
+    assert len({(clip.get("background"), clip.get("texture", "plain")) for clip in script}) == 1
+    assert script[0].get("texture", "plain") == "plain"
 
 
 def test_demo_writes_video_comparison_and_report(preset_path, tmp_path):

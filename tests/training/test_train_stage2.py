@@ -335,6 +335,53 @@ def test_history_grad_lets_gradients_through_the_history(data, tmp_path):
     assert not torch.allclose(grads[False], grads[True])
 
 
+def test_pooled_history_is_recorded_pooled_with_gradients_and_saved_in_training_info(data, tmp_path):
+    from diffusers_longvid.attention.kv_cache import _MAX_POOL, CrossClipKVCacheConfig
+    from diffusers_longvid.training import config as config_module
+
+    assert config_module._MAX_HISTORY_POOL == _MAX_POOL  # the config's early check is the cache's bound
+    losses = {}
+    # the test clips are 2 x 1 x 1 patched tokens: pool over time
+    for pool, proportional in (([1, 1, 1], True), ([2, 1, 1], True), ([2, 1, 1], False)):
+        config = cached_config(
+            data,
+            tmp_path / f"{pool[0]}{proportional}",
+            history_grad=True,
+            history_pool=pool,
+            proportional_attention=proportional,
+        )
+        spec = CausalLoRATrainingSpec(config)
+        spec.build_dataset()
+        torch.manual_seed(0)
+        model = spec.build_model()
+        assert spec.cache_config.history_pool == tuple(pool)
+        with torch.no_grad():
+            for name, param in model.named_parameters():
+                if "lora_B" in name:
+                    param.normal_(std=0.1, generator=torch.Generator().manual_seed(1))
+        loss = spec.compute_loss(model, spec.collate([spec.dataset[0]]), torch.Generator().manual_seed(0))
+        loss.backward()
+        cache = spec._cache(model)
+        recorded = cache.get(cache.stored_clips()[0], cache.block_indices[0])
+        t, h, w = CrossClipKVCacheConfig(history_pool=pool).pooled_grid(*cache.token_grid)
+        assert recorded.key.shape[1] == t * h * w
+        assert recorded.key.requires_grad  # the pooled history still carries gradients into the LoRA
+        assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
+        losses[pool[0], proportional] = loss.item()
+    # the target attends the pooled history, and with the log-n bias of generation when it is on
+    assert len({losses[1, True], losses[2, True], losses[2, False]}) == 3
+    config = cached_config(data, tmp_path / "run", history_pool=[2, 1, 1], max_train_steps=1)
+    run_training(CausalLoRATrainingSpec(config), config)
+    info = json.loads((tmp_path / "run" / "final" / "training_info.json").read_text())
+    assert info["kv_cache_config"]["history_pool"] == [2, 1, 1]
+
+
+@pytest.mark.parametrize("pool", [[2, 2], [0, 1, 1], [7, 1, 1], [1.5, 1, 1], "2 2 2"])
+def test_bad_history_pool_is_refused_by_the_config(data, tmp_path, pool):
+    with pytest.raises(ValueError, match="history_pool"):
+        cached_config(data, tmp_path, history_pool=pool)
+
+
 def test_gradient_checkpointing_recomputes_with_the_history(data, tmp_path):
     # the target forward is recomputed in the backward pass: it must see the same history as in the forward
     grads = []

@@ -268,6 +268,10 @@ class TRFlowScheduler(FlowMatchEulerDiscreteScheduler):
         super().set_timesteps(
             num_inference_steps=num_inference_steps, device=device, sigmas=sigmas, mu=mu, timesteps=timesteps
         )
+        # a shift below 1 can round the first shifted sigma to just above 1 in float32 (shift=0.15 gives 1.0000015,
+        # a timestep of 1000.0015): clamp to the schedule's range; values already inside it are left bit-identical
+        self.sigmas = self.sigmas.clamp(0.0, 1.0)
+        self.timesteps = self.timesteps.clamp(0.0, float(self.config.num_train_timesteps))
         self._reset_ensemble()
         self.full_timesteps = self.timesteps
         sigma_lo, sigma_hi = self.sigma_window

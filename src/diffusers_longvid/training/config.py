@@ -35,6 +35,10 @@ def _f(default: Any, help: str, **metadata: Any) -> Any:  # noqa: A002 - mirrors
     return field(default=default, metadata={"help": help, **metadata})
 
 
+#: `CrossClipKVCacheConfig`'s bound on a pool window side (RoPE phasors of a window must span less than one turn).
+_MAX_HISTORY_POOL = 6
+
+
 def _check(condition: bool, name: str, requirement: str, value: Any) -> None:
     if not condition:
         flag = "--" + name.replace("_", "-")
@@ -272,8 +276,32 @@ class CausalLoRATrainConfig(TrainConfig):
         "non-overlapping pieces of exactly `clips_per_video` clips, each targeting its last clip.",
     )
 
+    history_pool: list[int] = _f(
+        [1, 1, 1],
+        "Compressed history: (t, h, w) window of patched tokens over which each history clip's K/V are averaged "
+        "(`CrossClipKVCacheConfig.history_pool`; 1 1 1 = dense). A LoRA trained with a pool is meant for "
+        "generation with the same pool.",
+    )
+    proportional_attention: bool = _f(
+        True, "With `history_pool`: add log(tokens per window) to the logits of pooled keys (as at generation)."
+    )
+
     def __post_init__(self) -> None:
         super().__post_init__()
+        _check(
+            isinstance(self.history_pool, (list, tuple))
+            and len(self.history_pool) == 3
+            and all(is_int(v) and 1 <= v <= _MAX_HISTORY_POOL for v in self.history_pool),
+            "history_pool",
+            f"three ints in [1, {_MAX_HISTORY_POOL}] (t h w)",
+            self.history_pool,
+        )
+        _check(
+            isinstance(self.proportional_attention, bool),
+            "proportional_attention",
+            "a bool",
+            self.proportional_attention,
+        )
         _check(is_int(self.lora_rank) and self.lora_rank >= 1, "lora_rank", "an int >= 1", self.lora_rank)
         _check(
             self.lora_alpha is None or (_is_number(self.lora_alpha) and self.lora_alpha > 0),

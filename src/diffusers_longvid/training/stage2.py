@@ -120,7 +120,11 @@ class CausalLoRATrainingSpec(WanTrainingSpecBase):
             )
         transformer.requires_grad_(False)
         blocks = list(cfg.cached_blocks) or None
-        self.cache_config = CrossClipKVCacheConfig(blocks=blocks)
+        self.cache_config = CrossClipKVCacheConfig(
+            blocks=blocks,
+            history_pool=tuple(int(v) for v in cfg.history_pool),
+            proportional_attention=cfg.proportional_attention,
+        )
         add_kv_lora(transformer, rank=cfg.lora_rank, alpha=cfg.lora_alpha, blocks=blocks)
         enable_rope_offset(transformer)
         enable_cross_clip_kv_cache(transformer, self.cache_config)
