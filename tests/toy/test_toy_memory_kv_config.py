@@ -52,3 +52,57 @@ def test_kv_cache_config_reaches_the_benchmark(tmp_path, monkeypatch):
     assert args.func(args) == 0
     assert seen["kv_cache_config"] == CrossClipKVCacheConfig(history_pool=(2, 2, 2))
     assert "--kv-cache-config" in seen["command"]
+
+
+def test_missing_lora_is_refused_before_loading(tmp_path, capsys):
+    args = parse("--model", str(tmp_path), "--out", str(tmp_path / "out"), "--lora", str(tmp_path / "nope"))
+    assert args.func(args) == 2
+    err = capsys.readouterr().err
+    assert "`--lora" in err and "pytorch_lora_weights.safetensors" in err
+
+
+def test_lora_is_loaded_and_a_pool_mismatch_is_warned(tmp_path, monkeypatch, capsys):
+    import json
+
+    lora = tmp_path / "lora"
+    lora.mkdir()
+    (lora / "pytorch_lora_weights.safetensors").write_bytes(b"")
+    (lora / "training_info.json").write_text(json.dumps({"kv_cache_config": {"history_pool": [2, 2, 2]}}))
+    seen = {}
+
+    def fake_benchmark(pipe, out_dir, config=None, command=None, model=None, **pipe_kwargs):
+        seen.update(model=model, command=command, loaded=pipe.loaded)
+        return {"table": {"ours": {}, "no-KV": {}}, "chance": 0.5}
+
+    class FakePipe:
+        loaded = None
+
+        @classmethod
+        def from_pretrained(cls, path):
+            return cls()
+
+        def load_lora_weights(self, folder, weight_name=None):
+            self.loaded = (folder, weight_name)
+
+        def to(self, device):
+            return self
+
+        def set_progress_bar_config(self, **kwargs):
+            pass
+
+    import diffusers_longvid.pipelines.longvideo.pipeline_longvideo_extension as module
+    import diffusers_longvid.toy.memory as memory
+
+    monkeypatch.setattr(memory, "run_memory_benchmark", fake_benchmark)
+    monkeypatch.setattr(module, "LongVideoExtensionPipeline", FakePipe)
+    args = parse("--model", str(tmp_path), "--out", str(tmp_path / "out"), "--lora", str(lora))
+    assert args.func(args) == 0
+    assert seen["loaded"] == (str(lora), "pytorch_lora_weights.safetensors")
+    assert "LoRA" in seen["model"] and "--lora" in seen["command"]
+    assert "trained with history_pool=[2, 2, 2], this run uses [1, 1, 1]" in capsys.readouterr().err
+    args = parse(
+        "--model", str(tmp_path), "--out", str(tmp_path / "out"), "--lora", str(lora),
+        "--kv-cache-config", '{"history_pool": [2, 2, 2]}',
+    )  # fmt: skip
+    assert args.func(args) == 0
+    assert "warning" not in capsys.readouterr().err

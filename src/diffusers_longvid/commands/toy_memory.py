@@ -41,7 +41,34 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "history (default: the model's). Use its own --out folder: saved runs there are reused by settings that "
         "do not include this option.",
     )
+    parser.add_argument(
+        "--lora",
+        type=Path,
+        default=None,
+        metavar="FOLDER",
+        help="A stage-2 LoRA (`longvid train-causal-lora`'s final/ folder, or its pytorch_lora_weights.safetensors) "
+        "loaded on top of --model with `load_lora_weights`; generate with the KV-cache config it was trained with "
+        "(its training_info.json), e.g. --kv-cache-config for a LoRA trained on pooled history.",
+    )
     parser.set_defaults(func=run)
+
+
+def _check_lora(path: Path) -> tuple[Path, dict | None]:
+    """The LoRA file of `--lora` and the KV-cache config it was trained with (if its training_info.json says)."""
+    import json
+
+    file = path / "pytorch_lora_weights.safetensors" if path.is_dir() else path
+    if not file.is_file():
+        raise ValueError(
+            f"`--lora {path}` must be a folder with pytorch_lora_weights.safetensors (or that file); "
+            f"{file} does not exist."
+        )
+    info_path = file.parent / "training_info.json"
+    try:
+        info = json.loads(info_path.read_text()) if info_path.is_file() else {}
+    except (OSError, ValueError) as error:
+        raise ValueError(f"`--lora`: could not read {info_path}: {error}") from None
+    return file, info.get("kv_cache_config") if isinstance(info, dict) else None
 
 
 def _command_line(args: argparse.Namespace, config) -> str:
@@ -58,6 +85,8 @@ def _command_line(args: argparse.Namespace, config) -> str:
         parts.append("--no-attention-probe")
     if args.kv_cache_config is not None:
         parts += ["--kv-cache-config", args.kv_cache_config]
+    if args.lora is not None:
+        parts += ["--lora", str(args.lora)]
     return shlex.join(parts)
 
 
@@ -108,6 +137,7 @@ def run(args: argparse.Namespace) -> int:
             if not isinstance(data, dict):
                 raise ValueError(f"`--kv-cache-config` must be a JSON object, got {args.kv_cache_config!r}.")
             pipe_kwargs["kv_cache_config"] = CrossClipKVCacheConfig.from_dict(data)
+        lora_file, lora_kv_config = (None, None) if args.lora is None else _check_lora(args.lora)
     except (TypeError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -120,10 +150,27 @@ def run(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as error:
         print(f"error: could not load a pipeline from `--model {args.model}`: {error}", file=sys.stderr)
         return 2
+    model_name = args.model
+    if lora_file is not None:
+        trained_pool = (lora_kv_config or {}).get("history_pool", [1, 1, 1])
+        used = pipe_kwargs.get("kv_cache_config")
+        used_pool = list(used.history_pool) if used is not None else [1, 1, 1]
+        if list(trained_pool) != used_pool:
+            print(
+                f"warning: `--lora` was trained with history_pool={list(trained_pool)}, this run uses {used_pool} "
+                "(set --kv-cache-config to match).",
+                file=sys.stderr,
+            )
+        try:
+            pipe.load_lora_weights(str(lora_file.parent), weight_name=lora_file.name)
+        except (OSError, ValueError) as error:
+            print(f"error: could not load `--lora {args.lora}`: {error}", file=sys.stderr)
+            return 2
+        model_name = f"{args.model} + LoRA {args.lora}"
     pipe.to(args.device)
     pipe.set_progress_bar_config(disable=True)
     command = _command_line(args, config)
-    report = run_memory_benchmark(pipe, args.out, config=config, command=command, model=args.model, **pipe_kwargs)
+    report = run_memory_benchmark(pipe, args.out, config=config, command=command, model=model_name, **pipe_kwargs)
     table = report["table"]
     for name in ("ours", "no-KV"):
         row = ", ".join(
