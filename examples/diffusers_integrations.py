@@ -7,7 +7,7 @@ stacked LoRAs, step callbacks.
   buffers follow the device of each forward, so the hooks' moves are respected.
 - `--vae-tiling` / `--vae-slicing`: `pipe.vae.enable_tiling()` / `enable_slicing()`; the pipeline encodes and decodes
   one clip at a time, so these only bound the VAE's own peak memory.
-- `--dtype bfloat16`: `from_pretrained(..., torch_dtype={"default": torch.bfloat16, "vae": torch.float32})`.
+- `--dtype bfloat16`: `from_pretrained(..., dtype={"default": torch.bfloat16, "vae": torch.float32})`.
 - `--kv-lora` + `--style-lora`: our stage-2 K/V LoRA (on `attn1.to_k` / `to_v` of the cached blocks) stacked with any
   style LoRA of the same base model: `load_lora_weights(..., adapter_name=...)`, `set_adapters([...], [w1, w2])`,
   `get_active_adapters()`, optionally `fuse_lora()`.
@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
             prompts = prompts[:3]
         # the weights in `dtype` (bf16 on a GPU), the VAE in float32 (as diffusers recommends for Wan2.1)
         dtypes = {"default": dtype, "vae": torch.float32}
-        pipe = LongVideoExtensionPipeline.from_pretrained(args.model, torch_dtype=dtypes)
+        pipe = LongVideoExtensionPipeline.from_pretrained(args.model, dtype=dtypes)
 
         adapters, weights = [], []
         loras = (("kv", args.kv_lora, args.kv_weight), ("style", args.style_lora, args.style_weight))

@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         dtype = torch.bfloat16 if device == "cuda" else torch.float32
         # the weights in `dtype` (bf16 on a GPU), the VAE in float32 (as diffusers recommends for Wan2.1)
         dtypes = {"default": dtype, "vae": torch.float32}
-        pipe = LongVideoExtensionPipeline.from_pretrained(args.model, torch_dtype=dtypes)
+        pipe = LongVideoExtensionPipeline.from_pretrained(args.model, dtype=dtypes)
         image, max_sequence_length = load_image(str(args.image)), 512
     kv_cache_clips = 0
     if args.lora is not None:

@@ -81,7 +81,7 @@ def build_pipeline(args: argparse.Namespace):
         dtype = torch.bfloat16 if torch.cuda.is_available() else torch.float32
         # the weights in `dtype` (bf16 on a GPU), the VAE in float32 (as diffusers recommends for Wan2.1)
         dtypes = {"default": dtype, "vae": torch.float32}
-        pipe = LongVideoExtensionPipeline.from_pretrained(args.model, torch_dtype=dtypes)
+        pipe = LongVideoExtensionPipeline.from_pretrained(args.model, dtype=dtypes)
         if args.lora is not None:
             pipe.load_lora_weights(args.lora, adapter_name="kv")
     pipe.scheduler = TRFlowScheduler.from_config(pipe.scheduler.config, tau_low=0.3, tau_high=0.7)

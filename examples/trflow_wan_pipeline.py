@@ -61,8 +61,8 @@ def load_pipeline(args: argparse.Namespace):
         return cls(**get_dummy_components(scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0))), "cpu"
     device = "cuda" if torch.cuda.is_available() else "cpu"
     dtype = torch.bfloat16 if device == "cuda" else torch.float32
-    vae = AutoencoderKLWan.from_pretrained(args.model, subfolder="vae", torch_dtype=torch.float32)
-    return cls.from_pretrained(args.model, vae=vae, torch_dtype=dtype).to(device), device
+    vae = AutoencoderKLWan.from_pretrained(args.model, subfolder="vae", dtype=torch.float32)
+    return cls.from_pretrained(args.model, vae=vae, dtype=dtype).to(device), device
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -21,9 +21,9 @@ from pathlib import Path
 import pytest
 
 
-# the examples load with `torch_dtype=` (every diffusers >= 0.35; 0.42 prefers `dtype=`) and stack two LoRAs
+# the examples load with `dtype=` (diffusers >= 0.42; `torch_dtype=` is deprecated there) and stack two LoRAs
 pytestmark = [
-    pytest.mark.filterwarnings("ignore:`torch_dtype` is deprecated:FutureWarning"),
+    pytest.mark.filterwarnings("error:`torch_dtype` is deprecated:FutureWarning"),
     pytest.mark.filterwarnings("ignore:Already found a `peft_config` attribute:UserWarning"),
 ]
 ROOT = Path(__file__).resolve().parents[1]

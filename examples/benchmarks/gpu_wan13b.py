@@ -2,7 +2,7 @@
 """Real-size timing of Wan2.1-T2V-1.3B with and without cross-clip history attention (issue 7, part 4).
 
 Builds a `WanTransformer3DModel` with the Wan2.1-T2V-1.3B config and **random weights** (timing does not depend on
-the weights; nothing is downloaded), in bf16 like `from_pretrained(torch_dtype=torch.bfloat16)` (the model's
+the weights; nothing is downloaded), in bf16 like `from_pretrained(dtype=torch.bfloat16)` (the model's
 `_keep_in_fp32_modules` stay fp32), and times denoising steps at 480p / 81 frames (32,760 tokens):
 
 - `k = 0`: the stock model and its `WanAttnProcessor` (plain clip chaining);
@@ -195,13 +195,13 @@ class HistoryKVAttnProcessor:
 
 
 def build_model(config: dict[str, Any], device: torch.device, dtype: torch.dtype, seed: int = 0) -> torch.nn.Module:
-    """A random-weight `WanTransformer3DModel` on `device`, cast as `from_pretrained(torch_dtype=dtype)` would."""
+    """A random-weight `WanTransformer3DModel` on `device`, cast as `from_pretrained(dtype=dtype)` would."""
     from diffusers import WanTransformer3DModel
 
     torch.manual_seed(seed)
     with torch.device(device):
         model = WanTransformer3DModel(**config)
-    # Cast like `from_pretrained(torch_dtype=dtype)`: tensors of the modules named in `_keep_in_fp32_modules` (rope
+    # Cast like `from_pretrained(dtype=dtype)`: tensors of the modules named in `_keep_in_fp32_modules` (rope
     # tables, time embedder, norms, modulation tables) stay in float32.
     keep = set(getattr(model, "_keep_in_fp32_modules", None) or ())
     for module_name, module in model.named_modules():

@@ -293,7 +293,7 @@ import torch
 from diffusers_longvid import {names}
 from diffusers_longvid.video_io import StreamingVideoWriter
 """
-    dtype = 'torch_dtype={"default": torch.bfloat16, "vae": torch.float32}'
+    dtype = 'dtype={"default": torch.bfloat16, "vae": torch.float32}'
     pipeline_kwargs = ""
     for key in ("kv_cache_clips", "kv_cache_config", "clip_selector", "condition_fill"):
         if key in settings and settings[key] is not None:

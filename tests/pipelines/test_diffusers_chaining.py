@@ -242,7 +242,8 @@ def test_callback_on_step_end_can_edit_latents_per_clip():
 
 
 # ---------------------------------------------------------------------------------------------------------- bf16
-@pytest.mark.filterwarnings("ignore:`torch_dtype` is deprecated:FutureWarning")  # diffusers >= 0.42 also takes `dtype`
+# we spell it `dtype=` (diffusers >= 0.42), so the deprecation of `torch_dtype=` must not fire
+@pytest.mark.filterwarnings("error:`torch_dtype` is deprecated:FutureWarning")
 def test_bfloat16_loading_of_a_saved_pipeline(tmp_path):
     make_pipe(36, clip_selector=RecentSelector()).save_pretrained(tmp_path)
     reference = LongVideoExtensionPipeline.from_pretrained(tmp_path, kv_cache_clips=1, clip_selector=RecentSelector())
@@ -250,7 +251,7 @@ def test_bfloat16_loading_of_a_saved_pipeline(tmp_path):
     expected = reference(PROMPTS[:2], **call_kwargs()).frames
 
     pipe = LongVideoExtensionPipeline.from_pretrained(
-        tmp_path, torch_dtype=torch.bfloat16, kv_cache_clips=1, clip_selector=RecentSelector()
+        tmp_path, dtype=torch.bfloat16, kv_cache_clips=1, clip_selector=RecentSelector()
     )
     pipe.set_progress_bar_config(disable=True)
     assert {pipe.transformer.dtype, pipe.text_encoder.dtype, pipe.vae.dtype} == {torch.bfloat16}
@@ -260,7 +261,7 @@ def test_bfloat16_loading_of_a_saved_pipeline(tmp_path):
     assert np.abs(out.frames - expected).mean() < 0.02  # bf16 rounding only
 
     mixed = LongVideoExtensionPipeline.from_pretrained(
-        tmp_path, torch_dtype={"default": torch.bfloat16, "vae": torch.float32}, kv_cache_clips=0
+        tmp_path, dtype={"default": torch.bfloat16, "vae": torch.float32}, kv_cache_clips=0
     )
     assert mixed.transformer.dtype == torch.bfloat16 and mixed.vae.dtype == torch.float32
     mixed.set_progress_bar_config(disable=True)

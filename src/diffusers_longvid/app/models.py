@@ -175,7 +175,7 @@ class PipelineCache:
         logger.info(f"Loading {path} ({dtype_name}, {device})")
         try:
             pipe = LongVideoExtensionPipeline.from_pretrained(
-                path, torch_dtype={"default": getattr(torch, dtype_name), "vae": torch.float32}
+                path, dtype={"default": getattr(torch, dtype_name), "vae": torch.float32}
             )
         except (OSError, ValueError, TypeError, KeyError) as error:
             first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__

@@ -488,9 +488,7 @@ def run(args: argparse.Namespace) -> int:
 
     print(f"Loading {model_path} ({dtype_name}, {device}) ...")
     try:
-        pipe = LongVideoExtensionPipeline.from_pretrained(
-            model_path, torch_dtype={"default": dtype, "vae": torch.float32}
-        )
+        pipe = LongVideoExtensionPipeline.from_pretrained(model_path, dtype={"default": dtype, "vae": torch.float32})
     except (OSError, ValueError) as error:
         if getattr(args, "debug", False):
             raise

@@ -54,7 +54,7 @@ def load_encoders(model: str, revision: str | None = None, vae_dtype=None, text_
     import transformers
     from diffusers import AutoencoderKLWan
 
-    vae = AutoencoderKLWan.from_pretrained(model, subfolder="vae", revision=revision, torch_dtype=vae_dtype)
+    vae = AutoencoderKLWan.from_pretrained(model, subfolder="vae", revision=revision, dtype=vae_dtype)
     tokenizer = transformers.AutoTokenizer.from_pretrained(model, subfolder="tokenizer", revision=revision)
     config = transformers.AutoConfig.from_pretrained(model, subfolder="text_encoder", revision=revision)
     architecture = (getattr(config, "architectures", None) or ["UMT5EncoderModel"])[0]
@@ -62,7 +62,7 @@ def load_encoders(model: str, revision: str | None = None, vae_dtype=None, text_
     if encoder_class is None:
         raise ValueError(f"The text encoder of `{model}` is a {architecture!r}, which transformers does not provide.")
     text_encoder = encoder_class.from_pretrained(
-        model, subfolder="text_encoder", revision=revision, torch_dtype=text_encoder_dtype
+        model, subfolder="text_encoder", revision=revision, dtype=text_encoder_dtype
     )
     return vae.eval(), text_encoder.eval(), tokenizer
 

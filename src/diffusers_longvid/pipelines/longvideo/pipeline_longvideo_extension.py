@@ -64,9 +64,9 @@ EXAMPLE_DOC_STRING = """
         >>> # A stock Wan2.1 T2V checkpoint runs in the training-free "replacement" mode (16 input channels);
         >>> # an extension checkpoint (36 input channels) runs in the concatenation mode.
         >>> model_id = "Wan-AI/Wan2.1-T2V-1.3B-Diffusers"
-        >>> vae = AutoencoderKLWan.from_pretrained(model_id, subfolder="vae", torch_dtype=torch.float32)
+        >>> vae = AutoencoderKLWan.from_pretrained(model_id, subfolder="vae", dtype=torch.float32)
         >>> pipe = LongVideoExtensionPipeline.from_pretrained(
-        ...     model_id, vae=vae, torch_dtype=torch.bfloat16, kv_cache_clips=0
+        ...     model_id, vae=vae, dtype=torch.bfloat16, kv_cache_clips=0
         ... )
         >>> pipe.scheduler = TRFlowScheduler.from_config(pipe.scheduler.config, tau_low=0.3, tau_high=0.7)
         >>> pipe.to("cuda")
