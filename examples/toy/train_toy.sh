@@ -133,4 +133,13 @@ if [ "${RUN_V5:-0}" = 1 ]; then
   "$PY" -m diffusers_longvid.cli toy-assemble --pipeline "$RUNS/mem_stage1e/final" --lora "$RUNS/mem_stage2e/final" \
     --out "$RUNS/toy_v5"
 fi
+# 22. A K/V LoRA for compressed history (issue 14; docs/kv_cache.md, RUN_POOLED=1 to train it): stage 2 on top of the
+#     shipped preset with the history pooled as at generation, history_pool=(2, 2, 2) (16 min 25 s alone on the
+#     machine, 3.1 steps/s). The committed result is examples/toy/lora_pooled_222/; benchmark it with
+#       longvid toy-memory --model toy --lora examples/toy/lora_pooled_222 --kv-cache-config '{"history_pool": [2, 2, 2]}'
+if [ "${RUN_POOLED:-0}" = 1 ]; then
+  "$PY" -m diffusers_longvid.cli train-causal-lora --config examples/toy/stage2p_pooled.yaml \
+    --pretrained-model src/diffusers_longvid/presets/toy --latent-cache "$RUNS/mem_cache" \
+    --extra-latent-caches "$RUNS/toy_cache_v4" --output-dir "$RUNS/pool_stage2p" --resume latest
+fi
 echo "Toy preset written; try: longvid generate --model toy --prompt 'A red circle moves to the right on a navy background.' --num-clips 4 --out toy.mp4" >&2
