@@ -198,6 +198,39 @@ def test_shipped_preset_loads_offline_in_a_fresh_process(preset_path, tmp_path):
     ]
 
 
+def test_pooled_history_lora_loads_on_the_preset_and_generates_with_its_pool(preset_path):
+    # examples/toy/lora_pooled_222: the stage-2 LoRA trained on pooled history (docs/kv_cache.md)
+    from diffusers_longvid.attention import CrossClipKVCacheConfig
+    from diffusers_longvid.pipelines.longvideo.pipeline_longvideo_extension import LongVideoExtensionPipeline
+
+    folder = Path(__file__).resolve().parents[2] / "examples" / "toy" / "lora_pooled_222"
+    info = json.loads((folder / "training_info.json").read_text())
+    config = CrossClipKVCacheConfig.from_dict(info["kv_cache_config"])
+    assert config.history_pool == (2, 2, 2) and config.proportional_attention
+    pipe = LongVideoExtensionPipeline.from_pretrained(preset_path)
+    pipe.set_progress_bar_config(disable=True)
+    settings = load_preset_settings(preset_path)
+    kwargs = dict(
+        height=64,
+        width=64,
+        num_frames=settings["num_frames"],
+        num_condition_frames=settings["num_condition_frames"],
+        num_inference_steps=2,
+        max_sequence_length=settings["max_sequence_length"],
+        kv_cache_config=config,
+        output_type="np",
+    )
+    prompts = ["A red circle stays still on a white background.", "The circle comes back from the left."]
+    base = pipe(prompts, generator=torch.Generator().manual_seed(0), **kwargs).frames[0]
+    pipe.load_lora_weights(str(folder))
+    lora_modules = [n for n, _ in pipe.transformer.named_modules() if n.endswith("lora_A")]
+    assert lora_modules and all(".attn1.to_k" in n or ".attn1.to_v" in n for n in lora_modules)
+    assert {int(n.split(".")[1]) for n in lora_modules} == {3, 4, 5}  # the preset's cached blocks
+    tuned = pipe(prompts, generator=torch.Generator().manual_seed(0), **kwargs).frames[0]
+    assert tuned.shape == base.shape and np.isfinite(tuned).all()
+    assert not np.allclose(tuned, base)
+
+
 def _background_rgb(frames: np.ndarray) -> np.ndarray:
     """Mean colour of the frame border (objects rarely sit on it), per frame."""
     border = np.concatenate(

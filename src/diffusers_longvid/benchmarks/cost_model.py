@@ -761,6 +761,9 @@ COMPRESSED_HISTORY_OPTIONS: tuple[tuple[tuple[int, int, int], int | None], ...] 
     ((1, 4, 4), None),
     ((4, 2, 2), None),
     ((1, 2, 2), 8),
+    ((2, 1, 1), None),
+    ((6, 1, 1), None),
+    ((6, 1, 1), 12),
 )
 
 
