@@ -14,6 +14,38 @@ def parse(*argv):
     return parser.parse_args(["toy-memory", *argv])
 
 
+class FakePipe:
+    """Stands in for `LongVideoExtensionPipeline` in `toy-memory`: records the LoRA it is given."""
+
+    loaded = None
+
+    @classmethod
+    def from_pretrained(cls, path):
+        return cls()
+
+    def load_lora_weights(self, folder, weight_name=None):
+        self.loaded = (folder, weight_name)
+
+    def to(self, device):
+        return self
+
+    def set_progress_bar_config(self, **kwargs):
+        pass
+
+
+def patch_benchmark(monkeypatch, seen):
+    """Replace the pipeline by `FakePipe` and the benchmark by one that records what it is given into `seen`."""
+    import diffusers_longvid.pipelines.longvideo.pipeline_longvideo_extension as module
+    import diffusers_longvid.toy.memory as memory
+
+    def fake_benchmark(pipe, out_dir, config=None, command=None, model=None, **pipe_kwargs):
+        seen.update(pipe_kwargs, command=command, model=model, loaded=pipe.loaded)
+        return {"table": {"ours": {}, "no-KV": {}}, "chance": 0.5}
+
+    monkeypatch.setattr(memory, "run_memory_benchmark", fake_benchmark)
+    monkeypatch.setattr(module, "LongVideoExtensionPipeline", FakePipe)
+
+
 @pytest.mark.parametrize(
     "text, message",
     [("{not json", "not valid JSON"), ("[1, 2]", "JSON object"), ('{"history_pool": [2, 2]}', "`history_pool`")],
@@ -26,27 +58,7 @@ def test_bad_kv_cache_config_is_refused_before_loading(tmp_path, capsys, text, m
 
 def test_kv_cache_config_reaches_the_benchmark(tmp_path, monkeypatch):
     seen = {}
-
-    def fake_benchmark(pipe, out_dir, config=None, command=None, model=None, **pipe_kwargs):
-        seen.update(pipe_kwargs, command=command)
-        return {"table": {"ours": {}, "no-KV": {}}, "chance": 0.5}
-
-    class FakePipe:
-        @classmethod
-        def from_pretrained(cls, path):
-            return cls()
-
-        def to(self, device):
-            return self
-
-        def set_progress_bar_config(self, **kwargs):
-            pass
-
-    import diffusers_longvid.pipelines.longvideo.pipeline_longvideo_extension as module
-    import diffusers_longvid.toy.memory as memory
-
-    monkeypatch.setattr(memory, "run_memory_benchmark", fake_benchmark)
-    monkeypatch.setattr(module, "LongVideoExtensionPipeline", FakePipe)
+    patch_benchmark(monkeypatch, seen)
     text = '{"history_pool": [2, 2, 2]}'
     args = parse("--model", str(tmp_path), "--out", str(tmp_path / "out"), "--kv-cache-config", text)
     assert args.func(args) == 0
@@ -69,32 +81,7 @@ def test_lora_is_loaded_and_a_pool_mismatch_is_warned(tmp_path, monkeypatch, cap
     (lora / "pytorch_lora_weights.safetensors").write_bytes(b"")
     (lora / "training_info.json").write_text(json.dumps({"kv_cache_config": {"history_pool": [2, 2, 2]}}))
     seen = {}
-
-    def fake_benchmark(pipe, out_dir, config=None, command=None, model=None, **pipe_kwargs):
-        seen.update(model=model, command=command, loaded=pipe.loaded)
-        return {"table": {"ours": {}, "no-KV": {}}, "chance": 0.5}
-
-    class FakePipe:
-        loaded = None
-
-        @classmethod
-        def from_pretrained(cls, path):
-            return cls()
-
-        def load_lora_weights(self, folder, weight_name=None):
-            self.loaded = (folder, weight_name)
-
-        def to(self, device):
-            return self
-
-        def set_progress_bar_config(self, **kwargs):
-            pass
-
-    import diffusers_longvid.pipelines.longvideo.pipeline_longvideo_extension as module
-    import diffusers_longvid.toy.memory as memory
-
-    monkeypatch.setattr(memory, "run_memory_benchmark", fake_benchmark)
-    monkeypatch.setattr(module, "LongVideoExtensionPipeline", FakePipe)
+    patch_benchmark(monkeypatch, seen)
     args = parse("--model", str(tmp_path), "--out", str(tmp_path / "out"), "--lora", str(lora))
     assert args.func(args) == 0
     assert seen["loaded"] == (str(lora), "pytorch_lora_weights.safetensors")
