@@ -114,10 +114,14 @@ VAE_FOR_PRESET=${VAE_FOR_PRESET:-$RUNS/toy_vae/vae}
 "$PY" -m diffusers_longvid.cli train-extension --config examples/toy/stage1d_memory.yaml \
   --pretrained-model "$RUNS/toy_v3" --latent-cache "$RUNS/mem_cache" --extra-latent-caches "$RUNS/toy_cache_v4" \
   --output-dir "$RUNS/mem_stage1d" --resume latest
+# Stage 2 on the memory-world cache and the random-world cache together (steps 17, 20, 22):
+#   stage2_on_both_caches CONFIG PRETRAINED OUTPUT_DIR
+stage2_on_both_caches() {
+  "$PY" -m diffusers_longvid.cli train-causal-lora --config "$1" --pretrained-model "$2" \
+    --latent-cache "$RUNS/mem_cache" --extra-latent-caches "$RUNS/toy_cache_v4" --output-dir "$3" --resume latest
+}
 # 17. Stage 2d: a fresh K/V LoRA, sliding targets (away / comeback / named again, and random-world continuations).
-"$PY" -m diffusers_longvid.cli train-causal-lora --config examples/toy/stage2d_memory.yaml \
-  --pretrained-model "$RUNS/mem_stage1d/final" --latent-cache "$RUNS/mem_cache" \
-  --extra-latent-caches "$RUNS/toy_cache_v4" --output-dir "$RUNS/mem_stage2d" --resume latest
+stage2_on_both_caches examples/toy/stage2d_memory.yaml "$RUNS/mem_stage1d/final" "$RUNS/mem_stage2d"
 # 18. The shipped preset (v4).
 "$PY" -m diffusers_longvid.cli toy-assemble --pipeline "$RUNS/mem_stage1d/final" --lora "$RUNS/mem_stage2d/final" \
   --out "${PRESET_OUT:-src/diffusers_longvid/presets/toy}"
@@ -127,9 +131,7 @@ if [ "${RUN_V5:-0}" = 1 ]; then
   "$PY" -m diffusers_longvid.cli train-extension --config examples/toy/stage1e_memory.yaml \
     --pretrained-model src/diffusers_longvid/presets/toy --latent-cache "$RUNS/mem_cache" \
     --extra-latent-caches "$RUNS/toy_cache_v4" "$RUNS/toy_cache_v4" --output-dir "$RUNS/mem_stage1e" --resume latest
-  "$PY" -m diffusers_longvid.cli train-causal-lora --config examples/toy/stage2e_memory.yaml \
-    --pretrained-model "$RUNS/mem_stage1e/final" --latent-cache "$RUNS/mem_cache" \
-    --extra-latent-caches "$RUNS/toy_cache_v4" --output-dir "$RUNS/mem_stage2e" --resume latest
+  stage2_on_both_caches examples/toy/stage2e_memory.yaml "$RUNS/mem_stage1e/final" "$RUNS/mem_stage2e"
   "$PY" -m diffusers_longvid.cli toy-assemble --pipeline "$RUNS/mem_stage1e/final" --lora "$RUNS/mem_stage2e/final" \
     --out "$RUNS/toy_v5"
 fi
@@ -138,8 +140,6 @@ fi
 #     machine, 3.1 steps/s). The committed result is examples/toy/lora_pooled_222/; benchmark it with
 #       longvid toy-memory --model toy --lora examples/toy/lora_pooled_222 --kv-cache-config '{"history_pool": [2, 2, 2]}'
 if [ "${RUN_POOLED:-0}" = 1 ]; then
-  "$PY" -m diffusers_longvid.cli train-causal-lora --config examples/toy/stage2p_pooled.yaml \
-    --pretrained-model src/diffusers_longvid/presets/toy --latent-cache "$RUNS/mem_cache" \
-    --extra-latent-caches "$RUNS/toy_cache_v4" --output-dir "$RUNS/pool_stage2p" --resume latest
+  stage2_on_both_caches examples/toy/stage2p_pooled.yaml src/diffusers_longvid/presets/toy "$RUNS/pool_stage2p"
 fi
 echo "Toy preset written; try: longvid generate --model toy --prompt 'A red circle moves to the right on a navy background.' --num-clips 4 --out toy.mp4" >&2

@@ -53,9 +53,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def _check_lora(path: Path) -> tuple[Path, dict | None]:
-    """The LoRA file of `--lora` and the KV-cache config it was trained with (if its training_info.json says)."""
+def _check_lora(path: Path) -> tuple[Path, tuple[int, int, int]]:
+    """The LoRA file of `--lora` and the `history_pool` it was trained with (its training_info.json's KV-cache
+    config; dense when it has none)."""
     import json
+
+    from ..attention import CrossClipKVCacheConfig
 
     file = path / "pytorch_lora_weights.safetensors" if path.is_dir() else path
     if not file.is_file():
@@ -68,7 +71,8 @@ def _check_lora(path: Path) -> tuple[Path, dict | None]:
         info = json.loads(info_path.read_text()) if info_path.is_file() else {}
     except (OSError, ValueError) as error:
         raise ValueError(f"`--lora`: could not read {info_path}: {error}") from None
-    return file, info.get("kv_cache_config") if isinstance(info, dict) else None
+    trained = info.get("kv_cache_config") if isinstance(info, dict) else None
+    return file, CrossClipKVCacheConfig.from_dict(trained or {}).history_pool
 
 
 def _command_line(args: argparse.Namespace, config) -> str:
@@ -91,6 +95,7 @@ def _command_line(args: argparse.Namespace, config) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..attention import CrossClipKVCacheConfig
     from ..presets import resolve_model
     from ..toy.memory import MemoryBenchmarkConfig, run_memory_benchmark
     from ..toy.preset import load_preset_settings
@@ -128,8 +133,6 @@ def run(args: argparse.Namespace) -> int:
         if args.kv_cache_config is not None:
             import json
 
-            from ..attention import CrossClipKVCacheConfig
-
             try:
                 data = json.loads(args.kv_cache_config)
             except json.JSONDecodeError as error:
@@ -137,7 +140,7 @@ def run(args: argparse.Namespace) -> int:
             if not isinstance(data, dict):
                 raise ValueError(f"`--kv-cache-config` must be a JSON object, got {args.kv_cache_config!r}.")
             pipe_kwargs["kv_cache_config"] = CrossClipKVCacheConfig.from_dict(data)
-        lora_file, lora_kv_config = (None, None) if args.lora is None else _check_lora(args.lora)
+        lora_file, trained_pool = (None, None) if args.lora is None else _check_lora(args.lora)
     except (TypeError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -152,12 +155,11 @@ def run(args: argparse.Namespace) -> int:
         return 2
     model_name = args.model
     if lora_file is not None:
-        trained_pool = (lora_kv_config or {}).get("history_pool", [1, 1, 1])
-        used = pipe_kwargs.get("kv_cache_config")
-        used_pool = list(used.history_pool) if used is not None else [1, 1, 1]
-        if list(trained_pool) != used_pool:
+        used_pool = pipe_kwargs.get("kv_cache_config", CrossClipKVCacheConfig()).history_pool
+        if trained_pool != used_pool:
             print(
-                f"warning: `--lora` was trained with history_pool={list(trained_pool)}, this run uses {used_pool} "
+                f"warning: `--lora` was trained with history_pool={list(trained_pool)}, this run uses "
+                f"{list(used_pool)} "
                 "(set --kv-cache-config to match).",
                 file=sys.stderr,
             )

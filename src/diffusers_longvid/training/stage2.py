@@ -122,7 +122,7 @@ class CausalLoRATrainingSpec(WanTrainingSpecBase):
         blocks = list(cfg.cached_blocks) or None
         self.cache_config = CrossClipKVCacheConfig(
             blocks=blocks,
-            history_pool=tuple(int(v) for v in cfg.history_pool),
+            history_pool=cfg.history_pool,
             proportional_attention=cfg.proportional_attention,
         )
         add_kv_lora(transformer, rank=cfg.lora_rank, alpha=cfg.lora_alpha, blocks=blocks)
