@@ -397,6 +397,13 @@ def build_parser() -> argparse.ArgumentParser:
         default="2,2,2",
         help="history_pool (t,h,w) of the compressed-history runs (k > 0, preallocated), or 'none' (default 2,2,2).",
     )
+    parser.add_argument(
+        "--history-keep-ratio",
+        type=float,
+        default=None,
+        help="Also time `selected` runs: preallocated history of ceil(ratio * tokens) tokens per clip, no mask "
+        "(`CrossClipKVCacheConfig(history_keep_ratio=ratio)`, token selection), e.g. 0.15.",
+    )
     parser.add_argument("--no-cfg", action="store_true", help="One forward per step instead of two.")
     parser.add_argument("--warmup", type=int, default=2, help="Untimed steps per configuration.")
     parser.add_argument("--steps", type=int, default=5, help="Timed steps per configuration.")
@@ -448,6 +455,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             raise SystemExit(f"--history-pool must be three ints >= 1 or 'none', got {args.history_pool!r}")
     # tokens a compressed history clip keeps (`cost_model.pooled_tokens_per_clip`)
     pooled_tokens = None if pool is None else math.prod(-(-n // p) for n, p in zip(grid, pool))
+    selected_tokens = None
+    if args.history_keep_ratio is not None:
+        if not 0 < args.history_keep_ratio <= 1:
+            raise SystemExit(f"--history-keep-ratio must be in (0, 1], got {args.history_keep_ratio!r}")
+        # tokens a selected history clip keeps (`cost_model.selected_tokens_per_clip`)
+        selected_tokens = max(1, math.ceil(round(args.history_keep_ratio * tokens, 9)))
 
     t0 = time.perf_counter()
     model = build_model(config, device, dtype, args.seed)
@@ -467,11 +480,13 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         runs += [(0, "stock")] if k == 0 else [(k, mode) for mode in modes]
     if pooled_tokens is not None:
         runs += [(k, "compressed") for k in args.history_clips if k > 0]
+    if selected_tokens is not None:
+        runs += [(k, "selected") for k in args.history_clips if k > 0]
     results = []
     with torch.no_grad():
         for k, mode in runs:
             processors, branch = [], None
-            history_tokens = pooled_tokens if mode == "compressed" else None
+            history_tokens = {"compressed": pooled_tokens, "selected": selected_tokens}.get(mode)
             if k > 0:
                 processors, branch = install_history(
                     model,
@@ -479,7 +494,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                     k,
                     tokens,
                     branches,
-                    "prealloc" if mode == "compressed" else mode,
+                    "prealloc" if mode in ("compressed", "selected") else mode,
                     generator,
                     history_tokens,
                     math.log(math.prod(pool)) if mode == "compressed" else None,

@@ -140,10 +140,11 @@ toy world (flat-colour shapes moving across coloured, textured backgrounds, `dif
 method's mechanics on a CPU and what they do at that scale ([docs/results.md]({url}/blob/main/docs/results.md)):
 on the re-entry benchmark (`longvid toy-memory`: an object is named, leaves, comes back with a prompt that names only
 its shape) the KV cache brings back the right colour in 0.958 of the comebacks against 0.292 without it (chance
-0.167), and the model draws a named object in 0.948 of the clips that name it. Its backgrounds are worse than the
-first preset's (background colour error about 24 against 11 on the random-world ablation), and compressed history
-(`history_pool`) loses the memory on it. It says nothing about real video, and its numbers are not comparable to
-any published figure."""
+0.167), and the model draws a named object in 0.948 of the clips that name it. On the random-world ablation its
+background colour error is about 24 against the first preset's 11: it paints objects it cannot place over the
+background (with the objects removed its backgrounds are as good as the first preset's). Pooled history
+(`history_pool`) loses most of the memory on it; token selection (`history_keep_ratio=0.15`, the same token budget)
+keeps most of it. It says nothing about real video, and its numbers are not comparable to any published figure."""
 
 _REPRODUCE = """\
 ## How to reproduce

@@ -5,7 +5,12 @@ from __future__ import annotations
 
 import torch
 
-from diffusers_longvid.attention import CFGBranch, rope_frame_offset
+from diffusers_longvid.attention import (
+    CFGBranch,
+    disable_cross_clip_kv_cache,
+    enable_cross_clip_kv_cache,
+    rope_frame_offset,
+)
 
 
 FRAMES, HEIGHT, WIDTH = 3, 8, 8  # latent size; patched grid (3, 4, 4) -> 48 tokens
@@ -30,3 +35,21 @@ def record_clip(transformer, cache, inputs, clip_id: int, offset: int, branch: C
     with cache.branch(branch), cache.recording():
         run(transformer, inputs, offset)
     cache.commit(clip_id)
+
+
+def three_clips(transformer, config) -> list[torch.Tensor]:
+    """Outputs of a 3-clip sequence (clip 2 attends clips 0 and 1), both CFG branches recorded."""
+    cache = enable_cross_clip_kv_cache(transformer, config)
+    outputs = []
+    for clip in range(3):
+        cache.select(cache.stored_clips())
+        for branch in (CFGBranch.COND, CFGBranch.UNCOND):
+            with cache.branch(branch):
+                outputs.append(run(transformer, make_inputs(10 + clip), offset=3 * clip))
+        with cache.recording():
+            for branch in (CFGBranch.COND, CFGBranch.UNCOND):
+                with cache.branch(branch):
+                    run(transformer, make_inputs(clip), offset=3 * clip)
+        cache.commit(clip)
+    disable_cross_clip_kv_cache(transformer)
+    return outputs

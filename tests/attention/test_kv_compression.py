@@ -4,7 +4,7 @@ import json
 
 import pytest
 import torch
-from _kv_inputs import FRAMES, HEIGHT, WIDTH, make_inputs, record_clip, run
+from _kv_inputs import FRAMES, HEIGHT, WIDTH, make_inputs, record_clip, run, three_clips
 
 from diffusers_longvid.attention import (
     CFGBranch,
@@ -15,24 +15,6 @@ from diffusers_longvid.attention import (
 )
 from diffusers_longvid.attention.rope import _rope_angles
 from diffusers_longvid.benchmarks.cost_model import VideoShape, WanShape, pooled_tokens_per_clip, tokens_per_clip
-
-
-def three_clips(transformer, config) -> list[torch.Tensor]:
-    """Outputs of a 3-clip sequence (clip 2 attends clips 0 and 1), both CFG branches recorded."""
-    cache = enable_cross_clip_kv_cache(transformer, config)
-    outputs = []
-    for clip in range(3):
-        cache.select(cache.stored_clips())
-        for branch in (CFGBranch.COND, CFGBranch.UNCOND):
-            with cache.branch(branch):
-                outputs.append(run(transformer, make_inputs(10 + clip), offset=3 * clip))
-        with cache.recording():
-            for branch in (CFGBranch.COND, CFGBranch.UNCOND):
-                with cache.branch(branch):
-                    run(transformer, make_inputs(clip), offset=3 * clip)
-        cache.commit(clip)
-    disable_cross_clip_kv_cache(transformer)
-    return outputs
 
 
 @torch.no_grad()

@@ -9,7 +9,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from diffusers_longvid.benchmarks.cost_model import VideoShape, WanShape, flops_per_step, pooled_tokens_per_clip
+from diffusers_longvid.benchmarks.cost_model import (
+    VideoShape,
+    WanShape,
+    flops_per_step,
+    pooled_tokens_per_clip,
+    selected_tokens_per_clip,
+)
 
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -66,6 +72,22 @@ def test_tiny_cpu_run_writes_the_table_and_json(bench, tmp_path, capsys):
     assert prealloc["predicted_ratio_vs_k0"] == pytest.approx(
         flops_per_step(shape, video, 5, 2).total / flops_per_step(shape, video).total
     )
+
+
+def test_selected_history_runs_with_the_cost_models_token_count(bench, tmp_path):
+    report = bench.main(
+        ["--tiny", "--device", "cpu", "--warmup", "0", "--steps", "1", "--history-pool", "none"]
+        + ["--history-clips", "0,5", "--history-modes", "prealloc", "--history-keep-ratio", "0.25"]
+    )
+    runs = [(r["history_clips"], r["history_mode"]) for r in report["results"]]
+    assert runs == [(0, "stock"), (5, "prealloc"), (5, "selected")]
+    selected = report["results"][2]
+    shape = WanShape.from_config(bench.TINY_CONFIG, text_len=16)
+    assert selected["history_tokens_per_clip"] == selected_tokens_per_clip(shape, VideoShape(64, 64, 9), 0.25) == 12
+    # no mask: the history buffer plus the current clip's slot (fp32, 2 blocks, 2 branches, K and V)
+    assert selected["history_kv_gib"] * 1024**3 == (5 * 12 + 48) * 32 * 4 * 2 * 2 * 2
+    with pytest.raises(SystemExit, match="--history-keep-ratio"):
+        bench.main(["--tiny", "--device", "cpu", "--history-keep-ratio", "1.5"])
 
 
 @pytest.mark.parametrize("mode", ["prealloc", "cat"])

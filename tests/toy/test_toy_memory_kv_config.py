@@ -93,3 +93,8 @@ def test_lora_is_loaded_and_a_pool_mismatch_is_warned(tmp_path, monkeypatch, cap
     )  # fmt: skip
     assert args.func(args) == 0
     assert "warning" not in capsys.readouterr().err
+    # a LoRA trained on selected history, run dense: warned about the keep ratio
+    (lora / "training_info.json").write_text(json.dumps({"kv_cache_config": {"history_keep_ratio": 0.15}}))
+    args = parse("--model", str(tmp_path), "--out", str(tmp_path / "out"), "--lora", str(lora))
+    assert args.func(args) == 0
+    assert "trained with history_keep_ratio=0.15, this run uses 1.0" in capsys.readouterr().err

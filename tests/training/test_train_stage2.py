@@ -376,6 +376,26 @@ def test_pooled_history_is_recorded_pooled_with_gradients_and_saved_in_training_
     assert info["kv_cache_config"]["history_pool"] == [2, 1, 1]
 
 
+def test_selected_history_is_recorded_with_gradients_and_saved_in_training_info(data, tmp_path):
+    # the test clips are 2 x 1 x 1 patched tokens: a ratio of 0.5 keeps the one that deviates most
+    config = cached_config(data, tmp_path / "sel", history_grad=True, history_keep_ratio=0.5)
+    spec = CausalLoRATrainingSpec(config)
+    spec.build_dataset()
+    torch.manual_seed(0)
+    model = spec.build_model()
+    assert spec.cache_config.history_keep_ratio == 0.5
+    loss = spec.compute_loss(model, spec.collate([spec.dataset[0]]), torch.Generator().manual_seed(0))
+    loss.backward()
+    cache = spec._cache(model)
+    recorded = cache.get(cache.stored_clips()[0], cache.block_indices[0])
+    assert recorded.key.shape[1] == 1 and recorded.key.requires_grad
+    assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
+    config = cached_config(data, tmp_path / "run", history_keep_ratio=0.5, max_train_steps=1)
+    run_training(CausalLoRATrainingSpec(config), config)
+    info = json.loads((tmp_path / "run" / "final" / "training_info.json").read_text())
+    assert info["kv_cache_config"]["history_keep_ratio"] == 0.5
+
+
 @pytest.mark.parametrize("pool", [[2, 2], [0, 1, 1], [7, 1, 1], [1.5, 1, 1], "2 2 2"])
 def test_bad_history_pool_is_refused_by_the_config(data, tmp_path, pool):
     with pytest.raises(ValueError, match="history_pool"):

@@ -10,6 +10,7 @@ one contiguous per-block, per-branch buffer; each forward only appends the curre
 from __future__ import annotations
 
 import enum
+import math
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -97,6 +98,14 @@ class CrossClipKVCacheConfig:
             would get in the dense cache: a window of identical tokens is attended exactly as densely. Without it,
             pooled history holds `1/n` of the keys and gets a correspondingly smaller share of the attention than
             the dense history the model was trained with. No effect on dense history (no bias is built).
+        history_keep_ratio (`float`, *optional*, defaults to `1.0`):
+            Compressed history by token selection: keep `ceil(history_keep_ratio * tokens)` of a recorded clip's
+            tokens, chosen separately in every cached block (and batch row and CFG branch) as the tokens whose values
+            deviate most from the clip's mean value (squared L2 distance over heads and channels): what stands out
+            of the clip (objects) rather than what repeats (a plain background). Kept tokens keep their keys exactly
+            as rotated at their own positions, so the RoPE relativity of the dense cache holds with no
+            approximation. `1.0` is the dense cache (the same code path, bit-identical). Not combinable with
+            `history_pool` or frame subsampling.
     """
 
     blocks: Sequence[int] | None = None
@@ -107,6 +116,7 @@ class CrossClipKVCacheConfig:
     probe_attention: bool = False
     history_pool: Sequence[int] = (1, 1, 1)
     proportional_attention: bool = True
+    history_keep_ratio: float = 1.0
 
     def __post_init__(self) -> None:
         if self.blocks is not None:
@@ -151,6 +161,15 @@ class CrossClipKVCacheConfig:
                 "`history_pool` cannot be combined with `history_frame_stride` / `history_frame_indices`: pool "
                 "frames with its first entry instead."
             )
+        ratio = self.history_keep_ratio
+        if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not 0.0 < ratio <= 1.0:
+            raise ValueError(f"`history_keep_ratio` must be a number in (0, 1], got {ratio!r}.")
+        self.history_keep_ratio = float(ratio)
+        if self.selects_tokens and (self.pools_history or self.subsamples_frames):
+            raise ValueError(
+                "`history_keep_ratio` cannot be combined with `history_pool` or `history_frame_stride` / "
+                "`history_frame_indices`: choose one way of compressing history."
+            )
 
     @property
     def subsamples_frames(self) -> bool:
@@ -161,6 +180,16 @@ class CrossClipKVCacheConfig:
     def pools_history(self) -> bool:
         """Whether recorded clips are stored compressed (`history_pool` other than `(1, 1, 1)`)."""
         return self.history_pool != (1, 1, 1)
+
+    @property
+    def selects_tokens(self) -> bool:
+        """Whether recorded clips keep only their most salient tokens (`history_keep_ratio` below 1)."""
+        return self.history_keep_ratio < 1.0
+
+    def kept_token_count(self, num_tokens: int) -> int:
+        """How many of a recorded clip's `num_tokens` tokens `history_keep_ratio` keeps: `ceil(ratio * tokens)`
+        (at least 1; the product is rounded to 9 decimals first, so `0.15 * 80` keeps 12, not 13)."""
+        return max(1, math.ceil(round(self.history_keep_ratio * num_tokens, 9)))
 
     def pooled_grid(self, frames: int, height: int, width: int) -> tuple[int, int, int]:
         """The patched `(frames, height, width)` grid a recorded clip of this grid is stored at."""
@@ -616,6 +645,9 @@ class CrossClipKVCache:
         if self.config.pools_history:
             key, value = self._pool_kv(key, value, unrotated_key, rotary_emb)
             owned = True
+        elif self.config.selects_tokens:
+            key, value = self._select_kv(key, value)
+            owned = True
         else:
             index = self._kept_token_index(key)
             if index is not None:  # index_select makes new tensors
@@ -803,6 +835,18 @@ class CrossClipKVCache:
             pooled_key = _rotate(pooled_key, cos / norm, sin / norm)
         return pooled_key.to(key.dtype), pooled_value
 
+    def _select_kv(self, key: torch.Tensor, value: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Compressed history by token selection (`config.history_keep_ratio`): per batch row, the tokens whose values
+        deviate most from the clip's mean value, in their original order. Returns new tensors (`gather`)."""
+        num_tokens = key.shape[1]
+        kept = self.config.kept_token_count(num_tokens)
+        with torch.no_grad():
+            v = value.detach().float()
+            saliency = (v - v.mean(dim=1, keepdim=True)).square().sum(dim=(2, 3))  # (batch, tokens)
+            index = saliency.topk(min(kept, num_tokens), dim=1).indices.sort(dim=1).values
+        index = index[:, :, None, None].expand(-1, -1, key.shape[2], key.shape[3])
+        return key.gather(1, index), value.gather(1, index)
+
     def _kept_token_index(self, key: torch.Tensor) -> torch.Tensor | None:
         if not self.config.subsamples_frames:
             return None
@@ -872,8 +916,8 @@ class CrossClipKVCache:
             )
         saved = state.get("config", {})
         # states written before `history_pool` existed are dense
-        defaults = {"history_pool": [1, 1, 1]}
-        for name in ("history_frame_stride", "history_frame_indices", "history_pool"):
+        defaults = {"history_pool": [1, 1, 1], "history_keep_ratio": 1.0}
+        for name in ("history_frame_stride", "history_frame_indices", "history_pool", "history_keep_ratio"):
             if saved.get(name, defaults.get(name)) != self.config.to_dict()[name]:
                 raise ValueError(
                     f"`state` was recorded with `{name}={saved.get(name)!r}`, this cache uses "

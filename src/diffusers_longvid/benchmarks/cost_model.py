@@ -62,6 +62,7 @@ __all__ = [
     "pooled_tokens_per_clip",
     "predicted_history_overhead_ratio",
     "recording_forward_flops",
+    "selected_tokens_per_clip",
     "tokens_per_clip",
     "wan21_t2v_1_3b",
 ]
@@ -309,6 +310,23 @@ def pooled_tokens_per_clip(shape: WanShape, video: VideoShape, history_pool: Seq
         video.latent_width // shape.patch_size[2],
     )
     return math.prod(-(-size // p) for size, p in zip(grid, pool))
+
+
+def selected_tokens_per_clip(shape: WanShape, video: VideoShape, keep_ratio: float = 1.0) -> int:
+    r"""
+    Tokens `M` a history clip keeps with token selection (`CrossClipKVCacheConfig(history_keep_ratio=r)`):
+    `ceil(r · tokens_per_clip)`, the product rounded to 9 decimals first, at least 1 (the cache's
+    `kept_token_count`). Pass it as `history_tokens_per_clip` to the other functions.
+
+    For Wan2.1 at 832x480 and 81 frames (32,760 tokens) and `r = 0.15`: 4914.
+
+    Args:
+        shape (`WanShape`), video (`VideoShape`): The transformer and the clip.
+        keep_ratio (`float`, *optional*, defaults to `1.0`): The share of a clip's tokens kept, in (0, 1].
+    """
+    if isinstance(keep_ratio, bool) or not isinstance(keep_ratio, (int, float)) or not 0.0 < keep_ratio <= 1.0:
+        raise ValueError(f"`keep_ratio` must be a number in (0, 1], got {keep_ratio!r}.")
+    return max(1, math.ceil(round(keep_ratio * tokens_per_clip(shape, video), 9)))
 
 
 def _num_cached_blocks(shape: WanShape, cached_blocks: int | Sequence[int] | None) -> int:
@@ -753,8 +771,9 @@ def flop_breakdown_table(
     ]
 
 
-# The compressed-history options tabulated by `--markdown` (history_pool, cached blocks or None for the default).
-COMPRESSED_HISTORY_OPTIONS: tuple[tuple[tuple[int, int, int], int | None], ...] = (
+# The compressed-history options tabulated by `--markdown`: (history_pool `(t, h, w)` or a history_keep_ratio,
+# cached blocks or None for the default).
+COMPRESSED_HISTORY_OPTIONS: tuple[tuple[tuple[int, int, int] | float, int | None], ...] = (
     ((1, 1, 1), None),
     ((1, 2, 2), None),
     ((2, 2, 2), None),
@@ -764,6 +783,8 @@ COMPRESSED_HISTORY_OPTIONS: tuple[tuple[tuple[int, int, int], int | None], ...] 
     ((2, 1, 1), None),
     ((6, 1, 1), None),
     ((6, 1, 1), 12),
+    (0.15, None),
+    (0.25, None),
 )
 
 
@@ -772,24 +793,30 @@ def compressed_history_table(
     video: VideoShape,
     steps: int = 50,
     history_clips: int = 5,
-    options: Sequence[tuple[Sequence[int], int | None]] = COMPRESSED_HISTORY_OPTIONS,
+    options: Sequence[tuple[Sequence[int] | float, int | None]] = COMPRESSED_HISTORY_OPTIONS,
     cfg: bool = True,
     peak_tflops: float = H200_PEAK_TFLOPS,
     bandwidth_tbps: float = H200_BANDWIDTH_TBPS,
     dtype_bytes: int = 2,
 ) -> list[dict[str, Any]]:
     r"""
-    One row per compressed-history option `(history_pool, cached_blocks)`: tokens kept per history clip, K/V held by
+    One row per compressed-history option `(history, cached_blocks)`: tokens kept per history clip, K/V held by
     `history_clips` clips, and the cost per clip relative to plain chaining (FLOP ratio, recording forward included).
 
+    `history` is a `history_pool` window `(t, h, w)` (`(1, 1, 1)` = dense) or a `history_keep_ratio` (a float);
     `cached_blocks=None` is the latter half (the default); an int `c` caches the last `c` blocks.
     """
     rows = []
     plain = lower_bound_time_per_clip(
         shape, video, steps, cfg, 0, peak_tflops, bandwidth_tbps, dtype_bytes, recording_forward=False
     )
-    for pool, blocks in options:
-        m = pooled_tokens_per_clip(shape, video, pool)
+    for history, blocks in options:
+        if isinstance(history, (int, float)) and not isinstance(history, bool):
+            m = selected_tokens_per_clip(shape, video, history)
+            label = "dense" if history == 1 else f"history_keep_ratio={history:g}"
+        else:
+            m = pooled_tokens_per_clip(shape, video, history)
+            label = "dense" if tuple(history) == (1, 1, 1) else f"history_pool={tuple(history)}"
         clip = lower_bound_time_per_clip(
             shape, video, steps, cfg, history_clips, peak_tflops, bandwidth_tbps, dtype_bytes, blocks, m
         )
@@ -797,7 +824,7 @@ def compressed_history_table(
         gib = clip.kv_bytes_held / _GIB
         rows.append(
             {
-                "history_pool (t, h, w)": "dense" if tuple(pool) == (1, 1, 1) else str(tuple(pool)),
+                "history": label,
                 "cached blocks": len(shape.default_cached_blocks) if blocks is None else blocks,
                 "tokens / history clip": m,
                 "K/V held (GiB)": gib,
@@ -890,7 +917,8 @@ def markdown_report(
         ]
     out += [
         "",
-        f"**Compressed history** (`CrossClipKVCacheConfig(history_pool=(t, h, w))`, k = {history_clips}, "
+        f"**Compressed history** (`CrossClipKVCacheConfig(history_pool=(t, h, w))` or "
+        f"`CrossClipKVCacheConfig(history_keep_ratio=r)`, k = {history_clips}, "
         f"{steps} steps, CFG, recording forward included; target ≤ 1.3× plain chaining and ≤ 6 GiB):",
         "",
         markdown_table(compressed_history_table(shape, video, steps, history_clips, **common)),

@@ -17,6 +17,7 @@ from .cost_model import (
     flops_per_forward,
     pooled_tokens_per_clip,
     predicted_history_overhead_ratio,
+    selected_tokens_per_clip,
     tokens_per_clip,
 )
 from .runner import BenchSettings
@@ -100,7 +101,11 @@ def _shapes(settings: BenchSettings, info: dict[str, Any]) -> tuple[WanShape, Vi
     return shape, video
 
 
-def _history_tokens(shape: WanShape, video: VideoShape, stride: int, pool: Sequence[int] = (1, 1, 1)) -> int:
+def _history_tokens(
+    shape: WanShape, video: VideoShape, stride: int, pool: Sequence[int] = (1, 1, 1), keep_ratio: float = 1.0
+) -> int:
+    if keep_ratio != 1:
+        return selected_tokens_per_clip(shape, video, keep_ratio)
     if tuple(pool) != (1, 1, 1):
         return pooled_tokens_per_clip(shape, video, pool)
     frames = video.latent_frames // shape.patch_size[0]
@@ -118,7 +123,13 @@ def _clip_flops(settings: BenchSettings, info: dict[str, Any], spec: dict[str, A
     branches = 2 if settings.cfg else 1
     denoise_calls = info["evaluated_steps"] * branches  # in single-sample forwards
     other_calls = clip["model_calls"] * _samples_per_call(settings, spec) - denoise_calls  # recording forwards
-    history = _history_tokens(shape, video, spec["history_frame_stride"], spec.get("history_pool", (1, 1, 1)))
+    history = _history_tokens(
+        shape,
+        video,
+        spec["history_frame_stride"],
+        spec.get("history_pool", (1, 1, 1)),
+        spec.get("history_keep_ratio", 1.0),
+    )
     with_history = flops_per_forward(shape, video, clip["num_attended"], history_tokens_per_clip=history).total
     return denoise_calls * with_history + other_calls * flops_per_forward(shape, video).total
 

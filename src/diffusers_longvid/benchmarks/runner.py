@@ -8,7 +8,8 @@ Every configuration ("run") generates the same long video clip by clip with `Lon
 - `full_history`: every earlier clip attended (`kv_cache_clips = max_cached_clips = 10_000`), the naive alternative;
 - `ours_sparse`: ours with every `history_frame_stride`-th latent frame of a history clip kept;
 - `ours_trflow`: ours with the T-RFlow window instead of the Euler schedule, same `num_inference_steps`;
-- `ours_compressed`: ours with compressed history (`CrossClipKVCacheConfig(history_pool=...)`);
+- `ours_compressed`: ours with compressed history (`CrossClipKVCacheConfig(history_pool=...)`, or
+  `history_keep_ratio=...` with `--history-keep-ratio`);
 - `ours_batched`: ours with the CFG branches as one forward of batch 2 (`batch_cfg_branches=True`, the pipeline's
   default); the other runs pass `batch_cfg_branches=False` (two forwards per step, as the results before it did);
 
@@ -96,6 +97,13 @@ RUN_KINDS = ("longvideo", "skyreels")
 SCHEDULER_KINDS = ("euler", "trflow")
 
 
+def _check_keep_ratio(ratio: Any, pool: Sequence[int] = (1, 1, 1)) -> None:
+    if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not 0.0 < ratio <= 1.0:
+        raise ValueError(f"`history_keep_ratio` must be a number in (0, 1], got {ratio!r}.")
+    if ratio != 1 and tuple(pool) != (1, 1, 1):
+        raise ValueError("`history_keep_ratio` cannot be combined with `history_pool`: choose one compression.")
+
+
 @dataclass
 class RunSpec:
     r"""
@@ -118,6 +126,8 @@ class RunSpec:
             Compressed history: `CrossClipKVCacheConfig(history_pool=...)` (`(1, 1, 1)` = dense).
         batch_cfg (`bool`, *optional*, defaults to `False`): The pipeline's `batch_cfg_branches` (cond and uncond in
             one forward). `False` keeps the runs comparable with results written before the option existed.
+        history_keep_ratio (`float`, *optional*, defaults to `1.0`):
+            Compressed history by token selection: `CrossClipKVCacheConfig(history_keep_ratio=...)` (`1.0` = dense).
     """
 
     name: str
@@ -131,6 +141,7 @@ class RunSpec:
     label: str = ""
     history_pool: Sequence[int] = (1, 1, 1)
     batch_cfg: bool = False
+    history_keep_ratio: float = 1.0
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
@@ -155,6 +166,7 @@ class RunSpec:
         self.history_pool = pool
         if not isinstance(self.batch_cfg, bool):
             raise ValueError(f"`batch_cfg` must be a bool, got {self.batch_cfg!r}.")
+        _check_keep_ratio(self.history_keep_ratio, pool)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -202,6 +214,8 @@ class BenchSettings:
         dtype (`str`, *optional*, defaults to `"float32"`): `"float32"`, `"bfloat16"` or `"float16"` (transformer).
         num_threads (`int`, *optional*, defaults to 1): `torch.set_num_threads` in every worker (CPU).
         history_pool (`Sequence[int]`, *optional*, defaults to `(2, 2, 2)`): `history_pool` of `ours_compressed`.
+        history_keep_ratio (`float`, *optional*, defaults to `1.0`): Below 1, `ours_compressed` compresses by token
+            selection (`CrossClipKVCacheConfig(history_keep_ratio=...)`) instead of `history_pool`.
         constant_cost_tolerance (`float`, *optional*, defaults to 1.15):
             Target of the constant-cost checks (last / first window per clip time); issue 14 asks 1.05 at 100 clips.
         prediction_tolerance (`float`, *optional*, defaults to 0.15):
@@ -236,6 +250,7 @@ class BenchSettings:
     dtype: str = "float32"
     num_threads: int = 1
     history_pool: Sequence[int] = (2, 2, 2)
+    history_keep_ratio: float = 1.0
     constant_cost_tolerance: float = 1.15
     prediction_tolerance: float = 0.15
 
@@ -271,6 +286,7 @@ class BenchSettings:
         self.history_pool = tuple(self.history_pool)
         if len(self.history_pool) != 3 or not all(is_int(p) and p >= 1 for p in self.history_pool):
             raise ValueError(f"`history_pool` must be three ints >= 1, got {list(self.history_pool)!r}.")
+        _check_keep_ratio(self.history_keep_ratio)
         for name in ("constant_cost_tolerance", "prediction_tolerance"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
@@ -358,6 +374,13 @@ def _all_runs(settings: BenchSettings) -> list[RunSpec]:
             kv_cache_clips=k,
             history_pool=settings.history_pool,
             label=f"ours, k = {k}, compressed history_pool = {tuple(settings.history_pool)}",
+        )
+        if settings.history_keep_ratio == 1
+        else RunSpec(
+            "ours_compressed",
+            kv_cache_clips=k,
+            history_keep_ratio=settings.history_keep_ratio,
+            label=f"ours, k = {k}, compressed history_keep_ratio = {settings.history_keep_ratio:g}",
         ),
         RunSpec(
             "ours_batched",
@@ -546,7 +569,9 @@ class LongVideoRun:
                 max_cached_clips=spec.max_cached_clips,
                 clip_selector=_make_selector(settings),
                 kv_cache_config=CrossClipKVCacheConfig(
-                    history_frame_stride=spec.history_frame_stride, history_pool=spec.history_pool
+                    history_frame_stride=spec.history_frame_stride,
+                    history_pool=spec.history_pool,
+                    history_keep_ratio=spec.history_keep_ratio,
                 ),
             )
         self._clips: Iterator[Any] = self.pipe.generate_clips(

@@ -52,6 +52,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="`history_pool` (t,h,w) of `ours_compressed` (default 2,2,2).",
     )
     parser.add_argument(
+        "--history-keep-ratio",
+        type=float,
+        default=1.0,
+        help="Below 1: `ours_compressed` keeps this share of each history clip's tokens (token selection, "
+        "`history_keep_ratio`) instead of pooling with --history-pool.",
+    )
+    parser.add_argument(
         "--constant-cost-tolerance", type=float, default=1.15, help="Target of the constant-cost checks."
     )
     parser.add_argument(
@@ -154,7 +161,8 @@ def run(args: argparse.Namespace) -> int:
             device=args.device,
             dtype=args.dtype,
             num_threads=args.threads,
-            history_pool=args.history_pool,
+            history_pool=args.history_pool if args.history_keep_ratio == 1 else (1, 1, 1),
+            history_keep_ratio=args.history_keep_ratio,
             constant_cost_tolerance=args.constant_cost_tolerance,
             prediction_tolerance=args.prediction_tolerance,
         )

@@ -6,6 +6,7 @@ import argparse
 import shlex
 import sys
 from pathlib import Path
+from typing import Any
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -53,9 +54,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def _check_lora(path: Path) -> tuple[Path, tuple[int, int, int]]:
-    """The LoRA file of `--lora` and the `history_pool` it was trained with (its training_info.json's KV-cache
-    config; dense when it has none)."""
+def _check_lora(path: Path) -> tuple[Path, Any]:
+    """The LoRA file of `--lora` and the `CrossClipKVCacheConfig` it was trained with (its training_info.json's
+    KV-cache config; dense when it has none)."""
     import json
 
     from ..attention import CrossClipKVCacheConfig
@@ -72,7 +73,7 @@ def _check_lora(path: Path) -> tuple[Path, tuple[int, int, int]]:
     except (OSError, ValueError) as error:
         raise ValueError(f"`--lora`: could not read {info_path}: {error}") from None
     trained = info.get("kv_cache_config") if isinstance(info, dict) else None
-    return file, CrossClipKVCacheConfig.from_dict(trained or {}).history_pool
+    return file, CrossClipKVCacheConfig.from_dict(trained or {})
 
 
 def _command_line(args: argparse.Namespace, config) -> str:
@@ -140,7 +141,7 @@ def run(args: argparse.Namespace) -> int:
             if not isinstance(data, dict):
                 raise ValueError(f"`--kv-cache-config` must be a JSON object, got {args.kv_cache_config!r}.")
             pipe_kwargs["kv_cache_config"] = CrossClipKVCacheConfig.from_dict(data)
-        lora_file, trained_pool = (None, None) if args.lora is None else _check_lora(args.lora)
+        lora_file, trained = (None, None) if args.lora is None else _check_lora(args.lora)
     except (TypeError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -155,14 +156,14 @@ def run(args: argparse.Namespace) -> int:
         return 2
     model_name = args.model
     if lora_file is not None:
-        used_pool = pipe_kwargs.get("kv_cache_config", CrossClipKVCacheConfig()).history_pool
-        if trained_pool != used_pool:
-            print(
-                f"warning: `--lora` was trained with history_pool={list(trained_pool)}, this run uses "
-                f"{list(used_pool)} "
-                "(set --kv-cache-config to match).",
-                file=sys.stderr,
-            )
+        used = pipe_kwargs.get("kv_cache_config", CrossClipKVCacheConfig()).to_dict()
+        for name in ("history_pool", "history_keep_ratio"):  # how the history the LoRA read was compressed
+            if trained.to_dict()[name] != used[name]:
+                print(
+                    f"warning: `--lora` was trained with {name}={trained.to_dict()[name]}, this run uses "
+                    f"{used[name]} (set --kv-cache-config to match).",
+                    file=sys.stderr,
+                )
         try:
             pipe.load_lora_weights(str(lora_file.parent), weight_name=lora_file.name)
         except (OSError, ValueError) as error:

@@ -285,6 +285,11 @@ class CausalLoRATrainConfig(TrainConfig):
     proportional_attention: bool = _f(
         True, "With `history_pool`: add log(tokens per window) to the logits of pooled keys (as at generation)."
     )
+    history_keep_ratio: float = _f(
+        1.0,
+        "Compressed history by token selection: the share of each history clip's tokens kept, the most salient "
+        "(`CrossClipKVCacheConfig.history_keep_ratio`; 1 = dense). Not combinable with `history_pool`.",
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -301,6 +306,18 @@ class CausalLoRATrainConfig(TrainConfig):
             "proportional_attention",
             "a bool",
             self.proportional_attention,
+        )
+        _check(
+            _is_number(self.history_keep_ratio) and 0 < self.history_keep_ratio <= 1,
+            "history_keep_ratio",
+            "a number in (0, 1]",
+            self.history_keep_ratio,
+        )
+        _check(
+            self.history_keep_ratio == 1 or list(self.history_pool) == [1, 1, 1],
+            "history_keep_ratio",
+            "1 when `history_pool` is set (choose one way of compressing history)",
+            self.history_keep_ratio,
         )
         _check(is_int(self.lora_rank) and self.lora_rank >= 1, "lora_rank", "an int >= 1", self.lora_rank)
         _check(

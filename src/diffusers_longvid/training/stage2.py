@@ -124,6 +124,7 @@ class CausalLoRATrainingSpec(WanTrainingSpecBase):
             blocks=blocks,
             history_pool=cfg.history_pool,
             proportional_attention=cfg.proportional_attention,
+            history_keep_ratio=cfg.history_keep_ratio,
         )
         add_kv_lora(transformer, rank=cfg.lora_rank, alpha=cfg.lora_alpha, blocks=blocks)
         enable_rope_offset(transformer)
