@@ -142,4 +142,11 @@ fi
 if [ "${RUN_POOLED:-0}" = 1 ]; then
   stage2_on_both_caches examples/toy/stage2p_pooled.yaml src/diffusers_longvid/presets/toy "$RUNS/pool_stage2p"
 fi
+# 23. A K/V LoRA for compressed history by token selection (issue 14; docs/kv_cache.md "Compressed history by token
+#     selection", RUN_SELECTED=1 to train it): stage 2 on top of the shipped preset with history_keep_ratio=0.15 as at
+#     generation. The committed result is examples/toy/lora_selected_015/; benchmark it with
+#       longvid toy-memory --model toy --lora examples/toy/lora_selected_015 --kv-cache-config '{"history_keep_ratio": 0.15}'
+if [ "${RUN_SELECTED:-0}" = 1 ]; then
+  stage2_on_both_caches examples/toy/stage2s_selected.yaml src/diffusers_longvid/presets/toy "$RUNS/sel_stage2s"
+fi
 echo "Toy preset written; try: longvid generate --model toy --prompt 'A red circle moves to the right on a navy background.' --num-clips 4 --out toy.mp4" >&2

@@ -915,7 +915,7 @@ class CrossClipKVCache:
                 f"{list(self.block_indices)}."
             )
         saved = state.get("config", {})
-        # states written before `history_pool` existed are dense
+        # states written before `history_pool` / `history_keep_ratio` existed are dense
         defaults = {"history_pool": [1, 1, 1], "history_keep_ratio": 1.0}
         for name in ("history_frame_stride", "history_frame_indices", "history_pool", "history_keep_ratio"):
             if saved.get(name, defaults.get(name)) != self.config.to_dict()[name]:
