@@ -2,14 +2,13 @@
 
 import json
 
+import _kv_inputs
 import pytest
 import torch
 from _kv_inputs import FRAMES, HEIGHT, WIDTH, make_inputs, record_clip, run, three_clips
 
 from diffusers_longvid.attention import (
-    CFGBranch,
     CrossClipKVCacheConfig,
-    disable_cross_clip_kv_cache,
     enable_cross_clip_kv_cache,
     rope_frame_offset,
 )
@@ -119,55 +118,13 @@ def test_rope_relativity_with_pooled_history(transformer):
 
 @torch.no_grad()
 def test_batched_branches_record_the_same_pooled_kv(transformer):
-    config = CrossClipKVCacheConfig(history_pool=(2, 2, 2))
-    inputs = make_inputs(1)
-    cache = enable_cross_clip_kv_cache(transformer, config)
-    with cache.recording():
-        for branch in (CFGBranch.COND, CFGBranch.UNCOND):
-            with cache.branch(branch):
-                run(transformer, inputs, offset=2)
-    cache.commit(0)
-    separate = {b: cache.get(0, 3, b) for b in CFGBranch}
-    cache.clear()
-    both = {k: torch.cat([v, v]) for k, v in inputs.items()}
-    with cache.recording(), cache.batched_branches():
-        run(transformer, both, offset=2)
-    cache.commit(0)
-    for branch in CFGBranch:
-        torch.testing.assert_close(cache.get(0, 3, branch).key, separate[branch].key, rtol=1e-5, atol=1e-6)
-        torch.testing.assert_close(cache.get(0, 3, branch).value, separate[branch].value, rtol=1e-5, atol=1e-6)
+    _kv_inputs.check_batched_branches_record_alike(transformer, CrossClipKVCacheConfig(history_pool=(2, 2, 2)))
 
 
 @torch.no_grad()
 def test_save_and_resume_compressed_kv(transformer, tmp_path):
-    config = CrossClipKVCacheConfig(history_pool=(2, 2, 2))
-    cache = enable_cross_clip_kv_cache(transformer, config)
-    for clip in range(2):
-        record_clip(transformer, cache, make_inputs(clip), clip_id=clip, offset=3 * clip)
-    cache.select([0, 1])
-    uninterrupted = run(transformer, make_inputs(5), offset=6)
-    state = cache.export_state()
-    assert state["config"]["history_pool"] == [2, 2, 2]
-    torch.save(state, tmp_path / "kv.pt")
-    disable_cross_clip_kv_cache(transformer)
-
-    resumed = enable_cross_clip_kv_cache(transformer, CrossClipKVCacheConfig.from_dict(state["config"]))
-    resumed.import_state(torch.load(tmp_path / "kv.pt"))
-    assert resumed.nbytes() == cache.nbytes() or resumed.stored_clips() == [0, 1]
-    resumed.select([0, 1])
-    torch.testing.assert_close(run(transformer, make_inputs(5), offset=6), uninterrupted, rtol=0, atol=0)
-    disable_cross_clip_kv_cache(transformer)
-
-    # a cache of another compression refuses the state, naming the argument
-    other = enable_cross_clip_kv_cache(transformer, CrossClipKVCacheConfig(history_pool=(1, 2, 2)))
-    with pytest.raises(ValueError, match="`history_pool"):
-        other.import_state(state)
-    disable_cross_clip_kv_cache(transformer)
-    # a state written before `history_pool` existed is dense and loads into a dense cache
-    dense = enable_cross_clip_kv_cache(transformer)
-    old = dict(state, config={k: v for k, v in state["config"].items() if k != "history_pool"})
-    dense.import_state(old)
-    assert dense.stored_clips() == [0, 1]
+    pooled, other = CrossClipKVCacheConfig(history_pool=(2, 2, 2)), CrossClipKVCacheConfig(history_pool=(1, 2, 2))
+    _kv_inputs.check_save_and_resume(transformer, tmp_path, pooled, other, "history_pool")
 
 
 def test_config_round_trip_and_validation():

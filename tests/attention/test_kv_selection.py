@@ -3,16 +3,12 @@ kept, token counts against the cost model, CFG batching, save/resume, validation
 
 import json
 
+import _kv_inputs
 import pytest
 import torch
 from _kv_inputs import FRAMES, HEIGHT, WIDTH, make_inputs, record_clip, run, three_clips
 
-from diffusers_longvid.attention import (
-    CFGBranch,
-    CrossClipKVCacheConfig,
-    disable_cross_clip_kv_cache,
-    enable_cross_clip_kv_cache,
-)
+from diffusers_longvid.attention import CrossClipKVCacheConfig, disable_cross_clip_kv_cache, enable_cross_clip_kv_cache
 from diffusers_longvid.benchmarks.cost_model import VideoShape, WanShape, selected_tokens_per_clip, tokens_per_clip
 from diffusers_longvid.training.config import CausalLoRATrainConfig
 
@@ -75,55 +71,13 @@ def test_attention_over_selected_history_equals_dense_history_of_those_tokens(tr
 
 @torch.no_grad()
 def test_batched_branches_record_the_same_selected_kv(transformer):
-    config = CrossClipKVCacheConfig(history_keep_ratio=0.2)
-    cache = enable_cross_clip_kv_cache(transformer, config)
-    cond, uncond = make_inputs(1), make_inputs(2)
-    with cache.recording():
-        for branch, inputs in ((CFGBranch.COND, cond), (CFGBranch.UNCOND, uncond)):
-            with cache.branch(branch):
-                run(transformer, inputs, offset=2)
-    cache.commit(0)
-    separate = {b: cache.get(0, 3, b) for b in CFGBranch}
-    cache.clear()
-    both = {k: torch.cat([cond[k], uncond[k]]) for k in cond}
-    with cache.recording(), cache.batched_branches():
-        run(transformer, both, offset=2)
-    cache.commit(0)
-    for branch in CFGBranch:
-        torch.testing.assert_close(cache.get(0, 3, branch).key, separate[branch].key, rtol=1e-5, atol=1e-6)
-        torch.testing.assert_close(cache.get(0, 3, branch).value, separate[branch].value, rtol=1e-5, atol=1e-6)
-    disable_cross_clip_kv_cache(transformer)
+    _kv_inputs.check_batched_branches_record_alike(transformer, CrossClipKVCacheConfig(history_keep_ratio=0.2))
 
 
 @torch.no_grad()
 def test_save_and_resume_selected_kv(transformer, tmp_path):
-    config = CrossClipKVCacheConfig(history_keep_ratio=0.25)
-    cache = enable_cross_clip_kv_cache(transformer, config)
-    for clip in range(2):
-        record_clip(transformer, cache, make_inputs(clip), clip_id=clip, offset=3 * clip)
-    cache.select([0, 1])
-    uninterrupted = run(transformer, make_inputs(5), offset=6)
-    state = cache.export_state()
-    assert state["config"]["history_keep_ratio"] == 0.25
-    torch.save(state, tmp_path / "kv.pt")
-    disable_cross_clip_kv_cache(transformer)
-
-    resumed = enable_cross_clip_kv_cache(transformer, CrossClipKVCacheConfig.from_dict(state["config"]))
-    resumed.import_state(torch.load(tmp_path / "kv.pt"))
-    resumed.select([0, 1])
-    torch.testing.assert_close(run(transformer, make_inputs(5), offset=6), uninterrupted, rtol=0, atol=0)
-    disable_cross_clip_kv_cache(transformer)
-
-    other = enable_cross_clip_kv_cache(transformer, CrossClipKVCacheConfig(history_keep_ratio=0.5))
-    with pytest.raises(ValueError, match="`history_keep_ratio=0.25`"):
-        other.import_state(state)
-    disable_cross_clip_kv_cache(transformer)
-    # a state written before the option existed is dense: a dense cache takes it, a selecting one refuses it
-    old = dict(state, config={k: v for k, v in state["config"].items() if k != "history_keep_ratio"})
-    dense = enable_cross_clip_kv_cache(transformer)
-    dense.import_state(old)
-    assert dense.stored_clips() == [0, 1]
-    disable_cross_clip_kv_cache(transformer)
+    selected, other = CrossClipKVCacheConfig(history_keep_ratio=0.25), CrossClipKVCacheConfig(history_keep_ratio=0.5)
+    _kv_inputs.check_save_and_resume(transformer, tmp_path, selected, other, "history_keep_ratio")
 
 
 def test_config_round_trip_and_validation():
