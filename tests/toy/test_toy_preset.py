@@ -198,15 +198,24 @@ def test_shipped_preset_loads_offline_in_a_fresh_process(preset_path, tmp_path):
     ]
 
 
-def test_pooled_history_lora_loads_on_the_preset_and_generates_with_its_pool(preset_path):
-    # examples/toy/lora_pooled_222: the stage-2 LoRA trained on pooled history (docs/kv_cache.md)
+@pytest.mark.parametrize(
+    ("name", "compression"),
+    [
+        ("lora_pooled_222", {"history_pool": (2, 2, 2), "proportional_attention": True, "history_keep_ratio": 1.0}),
+        ("lora_selected_015", {"history_pool": (1, 1, 1), "history_keep_ratio": 0.15}),
+    ],
+)
+def test_compressed_history_lora_loads_on_the_preset_and_generates_with_its_compression(
+    preset_path, name, compression
+):
+    # examples/toy/lora_*: stage-2 LoRAs trained on pooled / selected history (docs/kv_cache.md)
     from diffusers_longvid.attention import CrossClipKVCacheConfig
     from diffusers_longvid.pipelines.longvideo.pipeline_longvideo_extension import LongVideoExtensionPipeline
 
-    folder = Path(__file__).resolve().parents[2] / "examples" / "toy" / "lora_pooled_222"
+    folder = Path(__file__).resolve().parents[2] / "examples" / "toy" / name
     info = json.loads((folder / "training_info.json").read_text())
     config = CrossClipKVCacheConfig.from_dict(info["kv_cache_config"])
-    assert config.history_pool == (2, 2, 2) and config.proportional_attention
+    assert {key: getattr(config, key) for key in compression} == compression
     pipe = LongVideoExtensionPipeline.from_pretrained(preset_path)
     pipe.set_progress_bar_config(disable=True)
     settings = load_preset_settings(preset_path)
