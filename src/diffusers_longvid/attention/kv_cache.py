@@ -838,12 +838,11 @@ class CrossClipKVCache:
     def _select_kv(self, key: torch.Tensor, value: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Compressed history by token selection (`config.history_keep_ratio`): per batch row, the tokens whose values
         deviate most from the clip's mean value, in their original order. Returns new tensors (`gather`)."""
-        num_tokens = key.shape[1]
-        kept = self.config.kept_token_count(num_tokens)
+        kept = self.config.kept_token_count(key.shape[1])  # ceil(r * tokens) <= tokens for r <= 1
         with torch.no_grad():
-            v = value.detach().float()
+            v = value.float()
             saliency = (v - v.mean(dim=1, keepdim=True)).square().sum(dim=(2, 3))  # (batch, tokens)
-            index = saliency.topk(min(kept, num_tokens), dim=1).indices.sort(dim=1).values
+            index = saliency.topk(kept, dim=1).indices.sort(dim=1).values
         index = index[:, :, None, None].expand(-1, -1, key.shape[2], key.shape[3])
         return key.gather(1, index), value.gather(1, index)
 

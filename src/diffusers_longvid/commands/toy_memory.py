@@ -157,10 +157,11 @@ def run(args: argparse.Namespace) -> int:
     model_name = args.model
     if lora_file is not None:
         used = pipe_kwargs.get("kv_cache_config", CrossClipKVCacheConfig()).to_dict()
+        trained_dict = trained.to_dict()
         for name in ("history_pool", "history_keep_ratio"):  # how the history the LoRA read was compressed
-            if trained.to_dict()[name] != used[name]:
+            if trained_dict[name] != used[name]:
                 print(
-                    f"warning: `--lora` was trained with {name}={trained.to_dict()[name]}, this run uses "
+                    f"warning: `--lora` was trained with {name}={trained_dict[name]}, this run uses "
                     f"{used[name]} (set --kv-cache-config to match).",
                     file=sys.stderr,
                 )
